@@ -1,0 +1,155 @@
+"""One-step recurrent cells written from their equations.
+
+Shapes: B batch, D input features, H hidden units, G gates (Elman 1, GRU 3, LSTM 4).
+
+Every cell splits its step in two so that a recurrence can hoist the input side out of
+the time loop (one big matmul for all steps, after `custom_lstms.py` in torch's fastrnns):
+
+    xw_t = cell.project(x_t)          # W x_t + b        (B, G*H), or (B, T, G*H) at once
+    h_t, state = cell.recur(xw_t, s)  # adds U h_{t-1}, applies the nonlinearities
+
+`forward(x_t, state)` does both and is the plain-autograd reference.
+Weights use torch's gate order (LSTM i, f, g, o; GRU r, z, n) so they copy one-to-one from
+`torch.nn.LSTM` / `torch.nn.GRU`, which the tests use as the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Nonlinearity = Literal["tanh", "relu"]
+NONLINEARITIES: dict[str, object] = {"tanh": torch.tanh, "relu": torch.relu}
+LSTMState = tuple[Tensor, Tensor]
+
+
+class _Cell(nn.Module):
+    """Shared parameters: input weights `W` (G*H, D), recurrent weights `U` (G*H, H), bias `b`."""
+
+    gates: int = 1
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        if input_size < 1 or hidden_size < 1:
+            raise ValueError(
+                f"input_size and hidden_size must be positive, got {input_size}, {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        gh = self.gates * hidden_size
+        self.W = nn.Parameter(torch.empty(gh, input_size))
+        self.U = nn.Parameter(torch.empty(gh, hidden_size))
+        self.b = nn.Parameter(torch.empty(gh))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torch.nn.RNN's init: U(-1/sqrt(H), 1/sqrt(H)) for every weight and bias.
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def project(self, x: Tensor) -> Tensor:
+        """Input side of the step, `W x + b`, for one step (B, D) or all steps (B, T, D)."""
+        return torch.nn.functional.linear(x, self.W, self.b)
+
+    def initial_state(self, batch_size: int, like: Tensor) -> Tensor:
+        return like.new_zeros(batch_size, self.hidden_size)
+
+    def forward(self, x_t: Tensor, state: Tensor | LSTMState | None = None):
+        """One time step: `x_t` (B, D) -> `(h_t (B, H), state)`."""
+        if state is None:
+            state = self.initial_state(x_t.shape[0], x_t)
+        return self.recur(self.project(x_t), state)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class ElmanCell(_Cell):
+    """Elman (simple) recurrent cell.
+
+        h_t = g(U h_{t-1} + W x_t + b),   g = tanh or relu
+
+    The output layer `y_t = f(V h_t)` of the lecture belongs to the task heads
+    (`rnn_tasks.models`), so a stack of cells stays a pure encoder.
+    """
+
+    gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: Nonlinearity = "tanh"):
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}"
+            )
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size)
+
+    def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        h = NONLINEARITIES[self.nonlinearity](torch.addmm(xw_t, h, self.U.t()))
+        return h, h
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}"
+
+
+class LSTMCell(_Cell):
+    """Long short-term memory cell (Hochreiter & Schmidhuber 1997; torch's gate order).
+
+        i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i)      input gate
+        f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f)      forget gate
+        g_t = tanh(W_g x_t + U_g h_{t-1} + b_g)         candidate cell
+        o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o)      output gate
+        c_t = f_t * c_{t-1} + i_t * g_t
+        h_t = o_t * tanh(c_t)
+
+    The state is the pair `(h, c)`. torch keeps two biases (`b_ih + b_hh`); they only ever
+    appear summed, so one `b` is the same function.
+    """
+
+    gates = 4
+
+    def initial_state(self, batch_size: int, like: Tensor) -> LSTMState:
+        h = like.new_zeros(batch_size, self.hidden_size)
+        return h, torch.zeros_like(h)
+
+    def recur(self, xw_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        h, c = state
+        i, f, g, o = torch.addmm(xw_t, h, self.U.t()).chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h, c)
+
+
+class GRUCell(_Cell):
+    """Gated recurrent unit (Cho et al. 2014; torch's gate order and bias placement).
+
+        r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r)               reset gate
+        z_t = sigmoid(W_z x_t + U_z h_{t-1} + b_z)               update gate
+        n_t = tanh(W_n x_t + b_n + r_t * (U_n h_{t-1} + b_hn))   candidate
+        h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+    `b_hn` sits inside `r_t * (...)`, so unlike the other biases it cannot be folded into
+    `b`; dropping it would give a different function from `torch.nn.GRU`.
+    """
+
+    gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.b_hn = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()  # again, now that b_hn exists
+
+    def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        H = self.hidden_size
+        hw = torch.mm(h, self.U.t())  # (B, 3H)
+        rz = torch.sigmoid(xw_t[:, : 2 * H] + hw[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(xw_t[:, 2 * H :] + r * (hw[:, 2 * H :] + self.b_hn))
+        h = n + z * (h - n)  # == (1 - z) * n + z * h
+        return h, h
+
+
+CELLS: dict[str, type[_Cell]] = {"elman": ElmanCell, "lstm": LSTMCell, "gru": GRUCell}

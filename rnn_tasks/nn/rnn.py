@@ -1,0 +1,265 @@
+"""Stacked, optionally bidirectional recurrent network over any of the hand-written cells.
+
+Shapes: B batch, T time, D input features, H hidden units, L layers, K directions (1 or 2).
+
+A batch-first drop-in for `torch.nn.RNN/LSTM/GRU(batch_first=True)`: same arguments, same
+output layout, same final-state layout `(L * K, B, H)` (a pair `(h_n, c_n)` for the LSTM),
+and `from_torch` copies a trained torch module's weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .cells import CELLS, NONLINEARITIES, ElmanCell, GRUCell, LSTMCell, Nonlinearity
+from .recurrence import BPTT, BPTT_MODES, unroll
+
+CellName = Literal["elman", "lstm", "gru"]
+State = Tensor | tuple[Tensor, Tensor]
+
+
+class RNN(nn.Module):
+    """Multi-layer recurrent network built from `ElmanCell`, `LSTMCell` or `GRUCell`.
+
+    Args:
+        input_size: features per input step, D.
+        hidden_size: units per direction, H.
+        num_layers: stacked layers; each reads the whole output sequence of the one below.
+        cell: "elman", "lstm" or "gru".
+        nonlinearity: g of the Elman cell, "tanh" or "relu" (Elman only).
+        bidirectional: add a second direction per layer, read from each sequence's last
+            real token back to its first; the two outputs are concatenated per step.
+        dropout: dropout on the outputs of every layer but the last (as `torch.nn.RNN`).
+        bptt: "manual" (hand-written backward, default) or "autograd" (reference).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: CellName = "elman",
+        nonlinearity: Nonlinearity = "tanh",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        bptt: BPTT = "manual",
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(
+                f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}"
+            )
+        if cell != "elman" and nonlinearity != "tanh":
+            raise ValueError(f"nonlinearity applies to cell='elman' only, got cell={cell!r}")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if bptt not in BPTT_MODES:
+            raise ValueError(f"bptt must be one of {list(BPTT_MODES)}, got {bptt!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.cell, self.nonlinearity, self.bptt = cell, nonlinearity, bptt
+        self.bidirectional, self.dropout = bidirectional, dropout
+        self.num_directions = 2 if bidirectional else 1
+        extra = {"nonlinearity": nonlinearity} if cell == "elman" else {}
+        # cells[layer * K + direction], the order of torch's h_n rows.
+        self.cells = nn.ModuleList(
+            CELLS[cell](
+                input_size if layer == 0 else hidden_size * self.num_directions,
+                hidden_size,
+                **extra,
+            )
+            for layer in range(num_layers)
+            for _ in range(self.num_directions)
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.num_directions
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | Sequence[int] | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        """Run the whole sequence.
+
+        Args:
+            x: (B, T, D) inputs, right-padded when `lengths` is given.
+            lengths: (B,) real lengths, each in [1, T]; padded steps leave the state
+                unchanged and give zero outputs.
+            state: initial state in torch's layout, `(L * K, B, H)` or `(h_0, c_0)` for
+                the LSTM; zeros when None.
+
+        Returns:
+            output (B, T, H * K) and the final state in torch's layout: for each sequence,
+            the forward direction's state at its last real token and the backward
+            direction's at its first.
+        """
+        self._check_input(x)
+        B, T, _ = x.shape
+        mask = self._mask(lengths, B, T, x.device)
+        h0, c0 = self._initial_state(state, B, x)
+        layer_in = x.transpose(0, 1)  # (T, B, D): each step's slice is contiguous
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            if layer > 0 and self.dropout > 0:
+                layer_in = nn.functional.dropout(layer_in, self.dropout, self.training)
+            outputs = []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                s0 = h0[k] if c0 is None else (h0[k], c0[k])
+                S, final = unroll(self.cells[k], layer_in, s0, mask, direction == 1, self.bptt)
+                outputs.append(S)  # (T, B, H)
+                if c0 is None:
+                    h_n.append(final)
+                else:
+                    h_n.append(final[0])
+                    c_n.append(final[1])
+            layer_in = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)  # (T, B, H*K)
+        output = layer_in if mask is None else layer_in * mask
+        h_n = torch.stack(h_n)  # (L*K, B, H)
+        return output.transpose(0, 1), (h_n if c0 is None else (h_n, torch.stack(c_n)))
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One time step of a unidirectional network, for generation.
+
+        Args:
+            x_t: (B, D) the input at this step.
+            state: torch-layout state from the previous step, or None for zeros.
+
+        Returns:
+            the top layer's output (B, H) and the new state (same layout).
+        """
+        if self.bidirectional:
+            raise ValueError(
+                "step() needs a unidirectional RNN: a backward direction "
+                "cannot run before the sequence has ended"
+            )
+        if x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
+            raise ValueError(f"x_t must be (batch, {self.input_size}), got {tuple(x_t.shape)}")
+        h0, c0 = self._initial_state(state, x_t.shape[0], x_t)
+        h_n, c_n = [], []
+        inp = x_t
+        for layer, cell in enumerate(self.cells):
+            if layer > 0 and self.dropout > 0:
+                inp = nn.functional.dropout(inp, self.dropout, self.training)
+            inp, s = cell(inp, h0[layer] if c0 is None else (h0[layer], c0[layer]))
+            if c0 is None:
+                h_n.append(s)
+            else:
+                h_n.append(s[0])
+                c_n.append(s[1])
+        h_n = torch.stack(h_n)
+        return inp, (h_n if c0 is None else (h_n, torch.stack(c_n)))
+
+    # -- input checks --------------------------------------------------------------------
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 3:
+            raise ValueError(f"x must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[-1]} features per step, but input_size={self.input_size}"
+            )
+        if x.shape[1] == 0:
+            raise ValueError("x has no time steps (T = 0)")
+
+    def _mask(self, lengths, B: int, T: int, device) -> Tensor | None:
+        if lengths is None:
+            return None
+        lengths = torch.as_tensor(lengths)
+        if lengths.shape != (B,) or lengths.is_floating_point():
+            raise ValueError(
+                f"lengths must be {B} integers (one per sequence), got {tuple(lengths.shape)} "
+                f"of {lengths.dtype}"
+            )
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"lengths must lie in [1, {T}] (the padded length), got [{lo}, {hi}]")
+        if lo == T:
+            return None  # nothing padded: skip the masking work
+        steps = torch.arange(T, device=device).unsqueeze(1)
+        return (steps < lengths.to(device)).unsqueeze(-1)  # (T, B, 1)
+
+    def _initial_state(self, state, B: int, like: Tensor) -> tuple[Tensor, Tensor | None]:
+        rows = self.num_layers * self.num_directions
+        want = (rows, B, self.hidden_size)
+        if state is None:
+            h0 = like.new_zeros(want)
+            return h0, (torch.zeros_like(h0) if self.cell == "lstm" else None)
+        if self.cell == "lstm":
+            if not (isinstance(state, tuple) and len(state) == 2):
+                raise ValueError("state for cell='lstm' must be a pair (h_0, c_0)")
+            h0, c0 = state
+        else:
+            if not isinstance(state, Tensor):
+                raise ValueError(f"state for cell={self.cell!r} must be one tensor h_0")
+            h0, c0 = state, None
+        for name, s in (("h_0", h0), ("c_0", c0)):
+            if s is not None and tuple(s.shape) != want:
+                raise ValueError(f"{name} must have shape {want}, got {tuple(s.shape)}")
+        return h0, c0
+
+    # -- torch interop --------------------------------------------------------------------
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase, bptt: BPTT = "manual") -> RNN:
+        """An equivalent hand-written RNN with the weights of a `torch.nn.RNN/LSTM/GRU`.
+
+        The result is batch-first whatever `module.batch_first` says.
+        """
+        kinds = {nn.RNN: "elman", nn.LSTM: "lstm", nn.GRU: "gru"}
+        cell = kinds.get(type(module))
+        if cell is None:
+            raise ValueError(
+                f"module must be torch.nn.RNN, LSTM or GRU, got {type(module).__name__}"
+            )
+        if getattr(module, "proj_size", 0):
+            raise ValueError("LSTM projections (proj_size > 0) are not supported")
+        nonlinearity = "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
+        ours = cls(
+            module.input_size,
+            module.hidden_size,
+            module.num_layers,
+            cell,
+            nonlinearity,
+            module.bidirectional,
+            module.dropout,
+            bptt,
+        )
+        ours.to(module.weight_ih_l0.device, module.weight_ih_l0.dtype)
+        H = module.hidden_size
+        with torch.no_grad():
+            for k, c in enumerate(ours.cells):
+                layer, direction = divmod(k, ours.num_directions)
+                suffix = f"l{layer}" + ("_reverse" if direction else "")
+                w_ih = getattr(module, f"weight_ih_{suffix}")
+                w_hh = getattr(module, f"weight_hh_{suffix}")
+                b_ih = getattr(module, f"bias_ih_{suffix}", None)
+                b_hh = getattr(module, f"bias_hh_{suffix}", None)
+                b_ih = torch.zeros_like(w_ih[:, 0]) if b_ih is None else b_ih
+                b_hh = torch.zeros_like(w_hh[:, 0]) if b_hh is None else b_hh
+                c.W.copy_(w_ih)
+                c.U.copy_(w_hh)
+                if isinstance(c, GRUCell):  # b_hn stays apart: it is multiplied by r
+                    c.b.copy_(b_ih)
+                    c.b[: 2 * H] += b_hh[: 2 * H]
+                    c.b_hn.copy_(b_hh[2 * H :])
+                else:
+                    c.b.copy_(b_ih + b_hh)
+        return ours
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"cell={self.cell!r}, bidirectional={self.bidirectional}, "
+            f"dropout={self.dropout}, bptt={self.bptt!r}"
+        )
+
+
+__all__ = ["RNN", "ElmanCell", "LSTMCell", "GRUCell"]
