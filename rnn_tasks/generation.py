@@ -1,0 +1,80 @@
+"""Next-word distributions and autoregressive generation: pure functions over a model's
+`forward(tokens (B, T), state) -> (logits (B, T, V), state)` and
+`step(ids (B,), state) -> (logits (B, V), state)`.
+
+The prompt is read once and its state carried forward; each new word costs one `step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Draw one id per row from `softmax(logits / temperature)` (B, V) -> (B,).
+
+    `temperature=0` is greedy (argmax); `top_k` keeps only the k most likely words.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def next_word_probs(model: nn.Module, context: Sequence[int]) -> Tensor:
+    """`P(w | context)` over the vocabulary, (V,), for a context of ids (at least one)."""
+    if len(context) == 0:
+        raise ValueError("context must hold at least one id (e.g. the sentence boundary)")
+    device = next(model.parameters()).device
+    logits, _ = model(torch.tensor([list(context)], device=device))
+    return torch.softmax(logits[0, -1].float(), dim=-1)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Continue `prompt` (ids, starting with the sentence-start marker) word by word.
+
+    Each next word is drawn from the model's softmax and fed back in, until `eos_id` is
+    drawn (not included in the result) or `max_new_tokens` words were made.
+    Returns the new ids only.
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if len(prompt) == 0:
+        raise ValueError("prompt must hold at least one id (the sentence-start marker)")
+    device = next(model.parameters()).device
+    logits, state = model(torch.tensor([list(prompt)], device=device))
+    logits = logits[:, -1]  # (1, V)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        ids = sample_next(logits, temperature, top_k, generator)  # (1,)
+        if eos_id is not None and int(ids) == eos_id:
+            break
+        new.append(int(ids))
+        logits, state = model.step(ids, state)
+    return new

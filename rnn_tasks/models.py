@@ -1,0 +1,233 @@
+"""The three task models over one shared encoder; pure torch, logits only.
+
+Shapes: B batch, T time, E embedding size, H hidden units per direction, K directions,
+V vocabulary, C classes (tags or labels), N context words of the feed-forward LM.
+
+- `Encoder`: word embeddings -> dropout -> `rnn_tasks.nn.RNN`.
+- `LanguageModel`: the lecture's `y_t = softmax(V h_t)` over a unidirectional encoder.
+- `FeedForwardLM`: the N-gram neural LM (Bengio et al. 2003): the embeddings of the N
+  previous words, concatenated, through one hidden layer.
+- `Tagger`: a softmax over tags at every step of a (bidirectional) encoder.
+- `Classifier`: the forward state at the last real word and the backward state at the
+  first, concatenated, into a feed-forward classifier.
+
+Losses live in `rnn_tasks.tasks`; these modules only return logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .nn import RNN
+from .nn.rnn import CellName, State
+
+
+class Encoder(nn.Module):
+    """Embedding lookup, embedding dropout, then a stacked (bidirectional) RNN.
+
+    Args:
+        vocab_size: V.
+        embedding_dim: E.
+        hidden_size: H, per direction.
+        num_layers, cell, nonlinearity, bidirectional, bptt: passed to `RNN`.
+        dropout: between recurrent layers (as `torch.nn.RNN`).
+        embedding_dropout: on the embeddings, before the first layer.
+        padding_idx: the padding id, whose embedding stays zero.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        cell: CellName = "lstm",
+        nonlinearity: str = "tanh",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        embedding_dropout: float = 0.0,
+        padding_idx: int | None = None,
+        bptt: str = "manual",
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.rnn = RNN(
+            embedding_dim, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
+        )
+
+    @property
+    def output_size(self) -> int:
+        return self.rnn.output_size
+
+    def forward(
+        self, tokens: Tensor, lengths: Tensor | None = None, state: State | None = None
+    ) -> tuple[Tensor, State]:
+        x = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
+        return self.rnn(x, lengths, state)  # (B, T, H*K), final state
+
+    def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
+        """Copy pretrained vectors (V, E) into the rows marked `found` (V,) bool.
+
+        Rows not found keep their random init and are learned. `freeze=True` stops training
+        the found rows only (a gradient hook zeroes their gradient), so unseen words still learn.
+        """
+        if vectors.shape != self.embedding.weight.shape:
+            raise ValueError(
+                f"pretrained vectors have shape {tuple(vectors.shape)}, "
+                f"the embedding table {tuple(self.embedding.weight.shape)}"
+            )
+        with torch.no_grad():
+            self.embedding.weight[found] = vectors[found].to(self.embedding.weight)
+        if freeze:
+            keep = (~found).to(self.embedding.weight).unsqueeze(1)
+            self.embedding.weight.register_hook(lambda grad: grad * keep.to(grad))
+
+
+class LanguageModel(nn.Module):
+    """Recurrent LM: `logits_t = V h_t` over a unidirectional encoder.
+
+    Args:
+        vocab_size: V.
+        tie_weights: share the input embedding with the output layer `V` (Press & Wolf
+            2017; Inan et al. 2017); needs `hidden_size == embedding_dim`.
+        output_dropout: dropout on the top layer's outputs before `V` (Zaremba et al. 2014).
+        **encoder: the `Encoder` arguments.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        tie_weights: bool = False,
+        output_dropout: float = 0.0,
+        **encoder,
+    ) -> None:
+        super().__init__()
+        if encoder.get("bidirectional"):
+            raise ValueError(
+                "a language model must be unidirectional (bidirectional=False): "
+                "a backward direction would read the words it must predict"
+            )
+        self.encoder = Encoder(vocab_size, embedding_dim, hidden_size, **encoder)
+        self.output_dropout = nn.Dropout(output_dropout)
+        self.V = nn.Linear(hidden_size, vocab_size)
+        if tie_weights:
+            if hidden_size != embedding_dim:
+                raise ValueError(
+                    "tie_weights needs hidden_size == embedding_dim, got "
+                    f"hidden_size={hidden_size}, embedding_dim={embedding_dim}"
+                )
+            self.V.weight = self.encoder.embedding.weight
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """`tokens` (B, T) -> next-word logits (B, T, V) and the state after the last step."""
+        out, state = self.encoder(tokens, state=state)  # (B, T, H)
+        return self.V(self.output_dropout(out)), state
+
+    def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One step for generation: `ids` (B,) -> logits (B, V) and the new state."""
+        x = self.encoder.embedding_dropout(self.encoder.embedding(ids))  # (B, E)
+        out, state = self.encoder.rnn.step(x, state)  # (B, H)
+        return self.V(self.output_dropout(out)), state
+
+
+class FeedForwardLM(nn.Module):
+    """Feed-forward N-gram LM: `P(w_t | w_{t-N} .. w_{t-1})` from concatenated embeddings.
+
+        e = [E w_{t-N}; ...; E w_{t-1}]      (N*E)
+        h = tanh(W e + b)                     (H)
+        logits = V h                          (V)
+
+    Its "state" is the last N words seen, so it reads the same streams of windows as the
+    recurrent LMs (truncated BPTT carries the state across windows) and plugs into the
+    same generation code. At the very start the context is filled with `start_id`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding_dim: int,
+        hidden_size: int,
+        context: int = 4,
+        dropout: float = 0.0,
+        start_id: int = 0,
+    ) -> None:
+        super().__init__()
+        if context < 1:
+            raise ValueError(f"context must be >= 1 word, got {context}")
+        self.context, self.start_id = context, start_id
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.hidden = nn.Linear(context * embedding_dim, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.V = nn.Linear(hidden_size, vocab_size)
+
+    def forward(self, tokens: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`tokens` (B, T) -> logits (B, T, V) and the last N tokens (B, N) as the state."""
+        B, T = tokens.shape
+        if state is None:
+            state = tokens.new_full((B, self.context), self.start_id)
+        seq = torch.cat((state, tokens), 1)  # (B, N + T)
+        windows = seq.unfold(1, self.context, 1)[:, 1:]  # (B, T, N): the N words up to t
+        e = self.dropout(self.embedding(windows).flatten(2))  # (B, T, N*E)
+        h = self.dropout(torch.tanh(self.hidden(e)))  # (B, T, H)
+        return self.V(h), seq[:, -self.context :]
+
+    def step(self, ids: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logits, state = self(ids.unsqueeze(1), state)
+        return logits.squeeze(1), state
+
+
+class Tagger(nn.Module):
+    """A softmax over tags at every step: `logits_t = V [h_t_fwd; h_t_bwd]`."""
+
+    def __init__(self, vocab_size: int, num_tags: int, output_dropout: float = 0.0, **encoder):
+        super().__init__()
+        self.encoder = Encoder(vocab_size, **encoder)
+        self.output_dropout = nn.Dropout(output_dropout)
+        self.V = nn.Linear(self.encoder.output_size, num_tags)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """`tokens` (B, T) -> tag logits (B, T, C); padded steps see zero features."""
+        out, _ = self.encoder(tokens, lengths)  # (B, T, H*K)
+        return self.V(self.output_dropout(out))
+
+
+class Classifier(nn.Module):
+    """Document classifier over the encoder's final states.
+
+    The features are the top layer's forward state at each document's last real word and,
+    when bidirectional, its backward state at the first word, (B, H*K); a feed-forward
+    network `Linear -> tanh -> dropout -> Linear` maps them to class logits.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        classifier_hidden: int = 64,
+        output_dropout: float = 0.0,
+        **encoder,
+    ) -> None:
+        super().__init__()
+        self.encoder = Encoder(vocab_size, **encoder)
+        self.head = nn.Sequential(
+            nn.Dropout(output_dropout),
+            nn.Linear(self.encoder.output_size, classifier_hidden),
+            nn.Tanh(),
+            nn.Dropout(output_dropout),
+            nn.Linear(classifier_hidden, num_classes),
+        )
+
+    def features(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        _, state = self.encoder(tokens, lengths)
+        h_n = state[0] if isinstance(state, tuple) else state  # (L*K, B, H)
+        K = self.encoder.rnn.num_directions
+        # Top layer's rows: forward (at each last real word), then backward (at the first).
+        return torch.cat(tuple(h_n[-K:]), dim=-1)  # (B, H*K)
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """`tokens` (B, T) -> class logits (B, C)."""
+        return self.head(self.features(tokens, lengths))

@@ -1,0 +1,63 @@
+"""What every task shares: optimiser and learning-rate schedule, checkpoint tagging."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import lightning as L
+import torch
+
+from .. import __version__
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+STAGES = ("train", "val", "test")
+
+
+def check_choice(name: str, value, options) -> None:
+    """Raise a ValueError naming the argument and its valid values."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+
+
+class RecurrentTask(L.LightningModule):
+    """Base of the three tasks. Hyperparameters are plain types (see `save_hyperparameters`
+    in the subclasses), so checkpoints load with `torch.load(weights_only=True)`.
+
+    Optimiser arguments (every subclass takes them):
+        optimizer: "sgd", "adam" or "adamw".
+        lr, weight_decay, momentum (SGD only).
+        lr_decay: multiply the learning rate by this when `val/loss` stops improving
+            (`ReduceLROnPlateau`); 1.0 switches the schedule off.
+        lr_patience: validation epochs without improvement before a decay.
+    """
+
+    task_name: ClassVar[str]
+
+    def _check_optimizer(self) -> None:
+        hp = self.hparams
+        check_choice("optimizer", hp.optimizer, OPTIMIZERS)
+        if hp.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {hp.lr}")
+        if not 0 < hp.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {hp.lr_decay}")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        extra = {"momentum": hp.momentum} if hp.optimizer == "sgd" else {}
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = OPTIMIZERS[hp.optimizer](params, lr=hp.lr, weight_decay=hp.weight_decay, **extra)
+        if hp.lr_decay >= 1.0:
+            return opt
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=hp.lr_decay, patience=hp.lr_patience
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lets `load_task(path)` pick the right class without the run's config.
+        checkpoint["rnn_tasks"] = {"task": self.task_name, "version": __version__}
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,52 @@
+"""What the tagging and classification tasks share: building an encoder-based model from
+the `model` config and loading pretrained word vectors into it."""
+
+from __future__ import annotations
+
+from lightning.pytorch.utilities import rank_zero_info
+
+from ..text import Vocab
+from .base import RecurrentTask
+from .pretrained import pretrained_vectors
+
+
+def encoder_kwargs(model: dict, task: str) -> dict:
+    """The `Encoder` arguments of a `configs/model/*.yaml` dict, checked for this task."""
+    kwargs = dict(model)
+    kind = kwargs.pop("type", "rnn")
+    if kind != "rnn":
+        raise ValueError(
+            f"model.type={kind!r} is a language model only; task={task} "
+            "needs model.type='rnn' (model=elman, lstm or gru)"
+        )
+    if kwargs.pop("tie_weights", False):
+        raise ValueError(f"model.tie_weights applies to task=lm only, not task={task}")
+    return kwargs
+
+
+class EncoderTask(RecurrentTask):
+    """A task whose model has `model.encoder` (an `rnn_tasks.models.Encoder`).
+
+    `embeddings` = {"path": GloVe/word2vec text file or an `lm` checkpoint, "freeze": bool}
+    initialises the input embeddings at the start of training (`setup("fit")`), not in
+    `__init__`, so that loading a checkpoint never needs the vectors file.
+    """
+
+    vocab: Vocab
+
+    def setup(self, stage: str) -> None:
+        spec = self.hparams.get("embeddings") or {}
+        if stage != "fit" or not spec.get("path") or getattr(self, "_vectors_loaded", False):
+            return
+        vectors, found = pretrained_vectors(spec["path"], self.vocab)
+        want = self.model.encoder.embedding.weight.shape[1]
+        if vectors.shape[1] != want:
+            raise ValueError(
+                f"{spec['path']} holds {vectors.shape[1]}-dimensional vectors but "
+                f"model.embedding_dim={want}; set model.embedding_dim={vectors.shape[1]}"
+            )
+        self.model.encoder.load_pretrained(vectors, found, freeze=spec.get("freeze", False))
+        self._vectors_loaded = True
+        share = float(found.float().mean())
+        found_words = f"{int(found.sum())}/{len(found)} words ({share:.1%})"
+        rank_zero_info(f"pretrained embeddings: {found_words} found in {spec['path']}")

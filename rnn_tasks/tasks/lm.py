@@ -1,0 +1,172 @@
+"""Next-word language modelling with truncated backpropagation through time.
+
+Batches are consecutive windows of B parallel streams, `{"input": (B, T), "target": (B, T)}`
+(`rnn_tasks.data.LMDataModule`). The state left by one window starts the next, detached,
+so gradients flow back at most T steps while the model still sees the whole history
+(the standard PTB setup of Zaremba et al. 2014 and pytorch/examples word_language_model).
+Lightning 2.x has no built-in TBPTT, so the state lives here, one slot per stage, and is
+reset at the start of every epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from ..generation import generate, next_word_probs
+from ..models import FeedForwardLM, LanguageModel
+from ..text import Vocab, split_words
+from .base import STAGES, RecurrentTask
+
+
+def _detach(state):
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def build_language_model(vocab_size: int, start_id: int, model: dict) -> nn.Module:
+    """`model["type"]` "rnn" (default) builds `LanguageModel`, "ffnn" `FeedForwardLM`."""
+    kwargs = dict(model)
+    kind = kwargs.pop("type", "rnn")
+    if kind == "ffnn":
+        return FeedForwardLM(vocab_size, start_id=start_id, **kwargs)
+    if kind != "rnn":
+        raise ValueError(f"model.type must be one of ['ffnn', 'rnn'], got {kind!r}")
+    return LanguageModel(vocab_size, **kwargs)
+
+
+class LanguageModelTask(RecurrentTask):
+    """Trains a next-word LM with cross-entropy; reports perplexity.
+
+    Args:
+        vocab: `Vocab.to_dict()` of the data (stored in the checkpoint).
+        model: model hyperparameters (`configs/model/*.yaml`); `type: ffnn` for the
+            feed-forward N-gram baseline.
+        boundary: the sentence-boundary token. In PTB-style streams one `<eos>` ends
+            each sentence, so it is also the state from which the next sentence starts:
+            it plays both the lecture's `</s>` and `<s>`.
+        lowercase: lowercase text given to `next_words` / `generate`, as the data was.
+        **optim: see `RecurrentTask`.
+    """
+
+    task_name = "lm"
+
+    def __init__(
+        self,
+        vocab: dict,
+        model: dict,
+        boundary: str = "<eos>",
+        lowercase: bool = False,
+        optimizer: str = "sgd",
+        lr: float = 20.0,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        lr_decay: float = 0.25,
+        lr_patience: int = 0,
+        data: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._check_optimizer()
+        self.vocab = Vocab.from_dict(vocab)
+        if boundary not in self.vocab:
+            raise ValueError(f"boundary token {boundary!r} is not in the vocabulary")
+        self.boundary_id = self.vocab.index(boundary)
+        self.model = build_language_model(len(self.vocab), self.boundary_id, model)
+        self.nll = nn.ModuleDict({f"{s}_nll": MeanMetric() for s in STAGES})
+        self._states: dict[str, object] = {}
+
+    def forward(self, tokens: Tensor, state=None):
+        return self.model(tokens, state)
+
+    # -- training loop: state carried window to window ---------------------------------
+
+    def _step(self, batch: dict, stage: str) -> Tensor:
+        logits, state = self.model(batch["input"], _detach(self._states.get(stage)))
+        self._states[stage] = state
+        target = batch["target"]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+        self.nll[f"{stage}_nll"].update(loss.detach(), weight=target.numel())
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _start(self, stage: str) -> None:
+        self._states[stage] = None
+        self.nll[f"{stage}_nll"].reset()
+
+    def _end(self, stage: str) -> None:
+        # Perplexity = exp(total NLL / total tokens), never a mean of per-batch perplexities.
+        nll = self.nll[f"{stage}_nll"].compute()
+        self.log(f"{stage}/ppl", torch.exp(nll), prog_bar=stage != "train")
+        if stage != "train":
+            self.log(f"{stage}/loss", nll, prog_bar=stage == "val")
+
+    def on_train_epoch_start(self) -> None:
+        self._start("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def on_train_epoch_end(self) -> None:
+        self._end("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._end("test")
+
+    # -- use on plain strings ------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return [self.boundary_id] + self.vocab.encode(split_words(text, self.hparams.lowercase))
+
+    def next_words(self, text: str = "", k: int = 10) -> list[tuple[str, float]]:
+        """The k most likely next words after `text` (read from a sentence start), with
+        their probabilities: `P(w | "thanks for all the")`."""
+        self.eval()
+        probs = next_word_probs(self.model, self._encode(text))
+        top = probs.topk(min(k, len(probs)))
+        return [(self.vocab.itos[int(i)], float(p)) for p, i in zip(*top, strict=True)]
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 30,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """Continue `prompt` from a sentence start until the boundary token or the limit."""
+        self.eval()
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(self.device).manual_seed(seed)
+        ids = generate(
+            self.model,
+            self._encode(prompt),
+            max_new_tokens,
+            self.boundary_id,
+            temperature,
+            top_k,
+            generator,
+        )
+        return " ".join(self.vocab.decode(ids))

@@ -1,0 +1,120 @@
+"""Part-of-speech tagging: a softmax over tags at every word of a bidirectional encoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..models import Tagger
+from ..text import Vocab, tokenize
+from .base import STAGES
+from .encoder_tasks import EncoderTask, encoder_kwargs
+
+IGNORE = -100  # the tag id of padding, skipped by the loss and the metrics
+
+
+class TaggingTask(EncoderTask):
+    """Sequence tagging with cross-entropy over the real (unpadded) words.
+
+    Logs `{stage}/loss`, `{stage}/acc` (over words) and, for val and test, the accuracy of
+    every tag (`val/acc_NOUN`, ...: the share of words with that gold tag tagged right).
+
+    Args:
+        vocab: `Vocab.to_dict()` of the training words.
+        tags: tag names; id i is `tags[i]`.
+        model: `configs/model/*.yaml`: the `Tagger` arguments (an RNN, bidirectional in
+            `configs/task/pos.yaml`).
+        lowercase: whether the data lowercased words before the vocabulary lookup.
+        embeddings: {"path": ..., "freeze": ...}, see `EncoderTask`.
+        **optim: see `RecurrentTask`.
+    """
+
+    task_name = "pos"
+
+    def __init__(
+        self,
+        vocab: dict,
+        tags: list[str],
+        model: dict,
+        lowercase: bool = False,
+        embeddings: dict | None = None,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        lr_decay: float = 0.5,
+        lr_patience: int = 1,
+        data: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._check_optimizer()
+        self.vocab = Vocab.from_dict(vocab)
+        self.tags = list(tags)
+        self.model = Tagger(
+            len(self.vocab),
+            len(self.tags),
+            padding_idx=self.vocab.pad_id,
+            **encoder_kwargs(model, "pos"),
+        )
+        C = len(self.tags)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{s}_acc": MulticlassAccuracy(C, average="micro", ignore_index=IGNORE)
+                for s in STAGES
+            }
+            | {
+                f"{s}_tag_acc": MulticlassAccuracy(C, average=None, ignore_index=IGNORE)
+                for s in ("val", "test")
+            }
+        )
+
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.model(tokens, lengths)
+
+    def _step(self, batch: dict, stage: str) -> Tensor:
+        logits = self.model(batch["tokens"], batch["lengths"]).flatten(0, 1)  # (B*T, C)
+        tags = batch["tags"].flatten()
+        loss = F.cross_entropy(logits, tags, ignore_index=IGNORE)
+        n = int((tags != IGNORE).sum())
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
+        self.metrics[f"{stage}_acc"].update(logits, tags)
+        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
+        if stage != "train":
+            self.metrics[f"{stage}_tag_acc"].update(logits, tags)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_per_tag(self, stage: str) -> None:
+        metric = self.metrics[f"{stage}_tag_acc"]
+        for tag, acc in zip(self.tags, metric.compute(), strict=True):
+            self.log(f"{stage}/acc_{tag}", acc)
+        metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_per_tag("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_per_tag("test")
+
+    @torch.no_grad()
+    def predict(self, text: str | list[str]) -> list[tuple[str, str]]:
+        """Tag a sentence (a string, tokenised here, or a list of words): (word, tag) pairs."""
+        words = tokenize(text, lowercase=False) if isinstance(text, str) else list(text)
+        if not words:
+            return []
+        self.eval()
+        keys = [w.lower() for w in words] if self.hparams.lowercase else words
+        ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
+        best = self.model(ids).argmax(-1)[0]
+        return [(w, self.tags[int(t)]) for w, t in zip(words, best, strict=True)]

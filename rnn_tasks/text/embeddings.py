@@ -1,0 +1,61 @@
+"""Read pretrained word vectors (GloVe or word2vec text format, optionally gzipped)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .vocab import Vocab
+
+
+def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
+    """Vectors for the words of `vocab` from a text file of `word v_1 ... v_E` lines.
+
+    A word2vec header line (`count dim`) is skipped. A vocabulary word missing from the
+    file is looked up lowercased (GloVe is lowercase), else left out.
+
+    Returns:
+        vectors (V, E) float32, zero where not found, and found (V,) bool.
+
+    Raises:
+        ValueError: naming the file and line of a malformed row.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained embeddings file not found: {path}")
+    wanted: dict[str, list[int]] = {}
+    for i, word in enumerate(vocab.itos):
+        wanted.setdefault(word, []).append(i)
+        if word.lower() != word:
+            wanted.setdefault(word.lower(), [])
+    rows: dict[str, list[float]] = {}
+    dim = None
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip().split(" ")
+            if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec header
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) - 1 != dim or dim < 1:
+                raise ValueError(
+                    f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts)} fields"
+                )
+            if parts[0] in wanted and parts[0] not in rows:
+                try:
+                    rows[parts[0]] = [float(v) for v in parts[1:]]
+                except ValueError as err:
+                    raise ValueError(f"{path}:{lineno}: not a number ({err})") from None
+    if dim is None:
+        raise ValueError(f"{path}: the file holds no vectors")
+    vectors = torch.zeros(len(vocab), dim)
+    found = torch.zeros(len(vocab), dtype=torch.bool)
+    for i, word in enumerate(vocab.itos):
+        row = rows.get(word, rows.get(word.lower()))
+        if row is not None and i != vocab.pad_id:  # padding stays the zero vector
+            vectors[i], found[i] = torch.tensor(row), True
+    return vectors, found

@@ -1,0 +1,123 @@
+"""`train(cfg) -> metrics`: the whole run behind `scripts/train.py`, callable from tests and
+notebooks with a composed Hydra config.
+
+Sizes the data decides (vocabulary, tag set, label set) are never in the YAML: the
+DataModule reports them after `setup()` and they are passed to the task here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def checkpoint_metadata(ckpt_path: str | Path) -> dict:
+    """The data metadata (vocabulary, tags, labels) a checkpoint was trained with."""
+    hp = torch.load(ckpt_path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    return {k: hp[k] for k in ("vocab", "tags", "labels") if k in hp}
+
+
+def build_datamodule(cfg: DictConfig, stage: str, metadata: dict | None = None):
+    """Instantiate `cfg.data`, adopt a checkpoint's vocabulary if given, and set it up."""
+    datamodule = instantiate(cfg.data)
+    if metadata:
+        datamodule.adopt(metadata)
+    datamodule.setup(stage)
+    return datamodule
+
+
+def build_task(cfg: DictConfig, datamodule):
+    """`instantiate(cfg.task, _partial_=True)(**sizes)`: the data's metadata completes it."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    partial = instantiate(cfg.task, _partial_=True, _convert_="all")
+    return partial(**datamodule.metadata(), data=data)
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=output_dir / "checkpoints",
+            filename="best",
+            monitor=cfg.monitor,
+            mode=cfg.monitor_mode,
+            save_last=True,
+        ),
+        LearningRateMonitor(logging_interval="epoch"),
+    ]
+    if cfg.early_stopping_patience:
+        callbacks.append(
+            EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=cfg.monitor_mode)
+        )
+    logger = False
+    if cfg.logger == "csv":
+        logger = CSVLogger(save_dir=output_dir, name="", version="")
+    elif cfg.logger not in ("none", None):
+        raise ValueError(f"logger must be one of ['csv', 'none'], got {cfg.logger!r}")
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return L.Trainer(
+        **trainer_args, callbacks=callbacks, logger=logger, default_root_dir=output_dir
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train, keep the best and the last checkpoint, test the best one, write metrics.json.
+
+    Returns the final metrics (validation of the last epoch and test of the best model).
+    `cfg.ckpt_path` resumes an interrupted run from that checkpoint.
+    """
+    start = time.perf_counter()
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+    metadata = checkpoint_metadata(cfg.ckpt_path) if cfg.ckpt_path else None
+    datamodule = build_datamodule(cfg, "fit", metadata)
+    task = build_task(cfg, datamodule)
+    trainer = build_trainer(cfg, output_dir)
+    log.info("%s: %s parameters", type(task).__name__, f"{task.num_parameters:,}")
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    fit_seconds = time.perf_counter() - start
+    if cfg.test:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in tested[0].items()})
+    summary = {
+        "task": task.task_name,
+        "metrics": metrics,
+        "parameters": task.num_parameters,
+        "train_seconds": round(fit_seconds, 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
+        "git_revision": git_revision(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("metrics written to %s", output_dir / "metrics.json")
+    return metrics

@@ -1,0 +1,20 @@
+"""Print a checkpoint's metrics on a split, or on any local file, as JSON.
+
+`python scripts/evaluate.py ckpt_path=... [split=validation] [data=...] [data.test_file=PATH]`
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    import json
+
+    from rnn_tasks.evaluate import evaluate
+
+    print(json.dumps(evaluate(cfg), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Use a checkpoint on one text: POS tags per word, the class and its probability, or the
+LM's top-k next words. `python scripts/predict.py ckpt_path=... text="thanks for all the"`
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    import json
+
+    from rnn_tasks.tasks import load_task
+
+    task = load_task(cfg.ckpt_path)
+    if task.task_name == "lm":
+        result = [{"word": w, "p": round(p, 6)} for w, p in task.next_words(cfg.text, cfg.k)]
+    elif task.task_name == "pos":
+        result = [{"word": w, "tag": t} for w, t in task.predict(cfg.text)]
+    else:
+        label, p = task.predict(cfg.text)
+        result = {"label": label, "p": round(p, 6), "all": task.predict_proba(cfg.text)}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

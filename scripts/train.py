@@ -1,0 +1,20 @@
+"""Train a task: `python scripts/train.py task=lm|pos|cls [data=...] [model=...] [trainer=...]`.
+
+Keeps the best and the last checkpoint, tests the best one and writes metrics.json into the
+run folder (outputs/<task>/<time>/). `ckpt_path=.../last.ckpt` resumes; `-m` sweeps.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from rnn_tasks.train import train  # after Hydra parsed the command line: fast --help
+
+    metrics = train(cfg)
+    return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
+
+
+if __name__ == "__main__":
+    main()
