@@ -91,7 +91,7 @@ class ClassificationTask(EncoderTask):
         self.register_buffer("class_weight", weight, persistent=False)
         self.metrics = nn.ModuleDict(
             {
-                s: MetricCollection(
+                f"{s}_metrics": MetricCollection(
                     {
                         "acc": MulticlassAccuracy(C, average="micro"),
                         "precision": MulticlassPrecision(C, average=None),
@@ -112,7 +112,7 @@ class ClassificationTask(EncoderTask):
         logits = self.model(batch["tokens"], batch["lengths"])  # (B, C)
         loss = F.cross_entropy(logits, batch["label"], weight=self.class_weight)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(logits))
-        self.metrics[stage].update(logits, batch["label"])
+        self.metrics[f"{stage}_metrics"].update(logits, batch["label"])
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -125,13 +125,13 @@ class ClassificationTask(EncoderTask):
         self._step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        values = self.metrics[stage].compute()
+        values = self.metrics[f"{stage}_metrics"].compute()
         for name, value in values.items():
             name = name.removeprefix(f"{stage}_")
             if value.ndim:  # per-class: report the positive class
                 value = value[self.positive]
             self.log(f"{stage}/{name}", value, prog_bar=name in ("acc", "f1"))
-        self.metrics[stage].reset()
+        self.metrics[f"{stage}_metrics"].reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
