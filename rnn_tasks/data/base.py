@@ -1,0 +1,164 @@
+"""What the three task DataModules share: split bookkeeping per stage, metadata adoption,
+and the data loaders. Each task fills in how to load, read a test file, fit and encode."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from os import PathLike
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..text import Vocab
+from .sources import SPLITS
+
+# Splits each Lightning stage needs.
+STAGE_SPLITS = {
+    "fit": ("train", "validation"),
+    "validate": ("validation",),
+    "test": ("test",),
+    "predict": ("test",),
+}
+
+
+def _positive(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+class TextDataModule(L.LightningDataModule):
+    """Base class: records per split -> metadata (vocab, ...) -> encoded datasets -> loaders.
+
+    ``setup()`` loads the source once and builds the vocabulary from the train split,
+    unless `adopt` gave one. With an adopted vocabulary and a ``test_file``, testing reads
+    that file alone and never touches the source (an offline evaluation of a checkpoint).
+
+    Args:
+        batch_size: Training batch size.
+        eval_batch_size: Validation/test batch size; defaults to ``batch_size``.
+        num_workers: DataLoader worker processes.
+        min_freq: Drop training tokens seen fewer times than this from the vocabulary.
+        max_vocab_size: Largest vocabulary size, specials included.
+        seed: Seed for the source's split and the training shuffle.
+        test_file: A local file in the task's format that replaces the test split.
+    """
+
+    metadata_keys: tuple[str, ...] = ("vocab",)
+
+    def __init__(
+        self,
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        min_freq: int,
+        max_vocab_size: int | None,
+        seed: int,
+        test_file: str | PathLike | None,
+    ) -> None:
+        super().__init__()
+        _positive(batch_size=batch_size, eval_batch_size=eval_batch_size, min_freq=min_freq)
+        self.batch_size = batch_size
+        self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
+        self.num_workers = num_workers
+        self.min_freq = min_freq
+        self.max_vocab_size = max_vocab_size
+        self.seed = seed
+        self.test_file = test_file
+        self.vocab: Vocab | None = None
+        self._records: dict[str, list] = {}
+        self._datasets: dict[str, list | Tensor] = {}  # encoded examples, or an LM stream
+        self._adopted = False
+
+    # --- what each task defines ------------------------------------------------------------
+
+    @abstractmethod
+    def _load_records(self) -> dict[str, list]:
+        """Raw records of every split of the source."""
+
+    @abstractmethod
+    def _read_test_file(self, path: str | PathLike) -> list:
+        """Raw records of a local test file."""
+
+    @abstractmethod
+    def _fit(self, records: dict[str, list]) -> None:
+        """Builds vocab (from train) and the label inventory from the records."""
+
+    @abstractmethod
+    def _adopt(self, metadata: dict) -> None:
+        """Takes vocab and label inventory from `metadata`."""
+
+    @abstractmethod
+    def metadata(self) -> dict:
+        """What a task must know about the data, plain python types only."""
+
+    @abstractmethod
+    def _make_dataset(self, split: str, records: list) -> list | Tensor:
+        """Encodes one split's records (a list of examples a DataLoader can index)."""
+
+    # --- shared ----------------------------------------------------------------------------
+
+    def adopt(self, metadata: dict) -> None:
+        """Uses a checkpoint's metadata (vocab, tags/labels) instead of building new ones.
+
+        Call before `setup`; data with tags or labels outside the adopted ones is an error.
+        """
+        if self._datasets:
+            raise RuntimeError("adopt() must be called before setup()")
+        missing = [k for k in self.metadata_keys if k not in metadata]
+        if missing:
+            raise ValueError(
+                f"metadata lacks {missing}: {type(self).__name__} needs keys "
+                f"{list(self.metadata_keys)}, got {sorted(metadata)}"
+            )
+        self._adopt(metadata)
+        self._adopted = True
+
+    def setup(self, stage: str | None = None) -> None:
+        needed = STAGE_SPLITS.get(stage, SPLITS)  # None (a manual setup()) -> all splits
+        if all(split in self._datasets for split in needed):
+            return
+        offline_test = self._adopted and self.test_file is not None and set(needed) <= {"test"}
+        if not offline_test and "train" not in self._records:
+            self._records.update(self._load_records())
+        if self.test_file is not None:
+            self._records["test"] = self._read_test_file(self.test_file)
+        if not self._adopted and self.vocab is None:
+            self._fit(self._records)
+        for split, records in self._records.items():
+            if split not in self._datasets:
+                self._datasets[split] = self._make_dataset(split, records)
+
+    def _dataset(self, split: str) -> list | Tensor:
+        if split not in self._datasets:
+            raise RuntimeError(f"no {split} split prepared: call setup() first")
+        return self._datasets[split]
+
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        generator = torch.Generator().manual_seed(self.seed) if train else None
+        return DataLoader(
+            self._dataset(split),
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            generator=generator,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self._collate_fn(),
+        )
+
+    def _collate_fn(self) -> Callable[[list], dict] | None:
+        """A picklable batch builder (not a bound method: workers would copy the module)."""
+        return None
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,123 @@
+"""Text classification data: one label per message (B batch, T time)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from os import PathLike
+
+import torch
+
+from ..text import Vocab, tokenize
+from .base import TextDataModule
+from .batching import pad_right
+from .readers import read_labelled_tsv
+from .sources import load_spam
+
+
+def collate_classification(items: list[dict], pad_id: int) -> dict:
+    """Encoded messages -> ``tokens`` (B, T) padded with ``pad_id``, ``lengths`` (B,),
+    ``label`` (B,)."""
+    tokens, lengths = pad_right([it["ids"] for it in items], pad_id)  # (B, T), (B,)
+    label = torch.tensor([it["label"] for it in items], dtype=torch.long)  # (B,)
+    return {"tokens": tokens, "lengths": lengths, "label": label}
+
+
+class ClassificationDataModule(TextDataModule):
+    """Labelled messages (SMS spam, see `load_spam`), tokenised with `tokenize`.
+
+    Batches: ``{"tokens": (B, T), "lengths": (B,), "label": (B,)}``. An empty message is
+    one ``<unk>`` token, so every length is >= 1. ``labels`` are sorted (ham=0, spam=1);
+    metadata is ``{"vocab": ..., "labels": [...]}``.
+
+    Args:
+        path: A ``label<TAB>text`` file, or a folder holding ``SMSSpamCollection``.
+        hub: Hub dataset id, used when neither ``path`` nor ``builtin`` is given.
+        builtin: Use the packaged demo messages.
+        val_fraction: Share of each class held out for validation (single-split sources).
+        test_fraction: Share of each class held out for test (single-split sources).
+        lowercase: Lowercase text before tokenising.
+        batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
+            See `TextDataModule`; ``test_file`` is a ``label<TAB>text`` file.
+    """
+
+    metadata_keys = ("vocab", "labels")
+
+    def __init__(
+        self,
+        path: str | None = None,
+        hub: str | None = "ucirvine/sms_spam",
+        builtin: bool = False,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        lowercase: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        min_freq: int = 1,
+        max_vocab_size: int | None = None,
+        seed: int = 0,
+        test_file: str | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file
+        )
+        self.path = path
+        self.hub = hub
+        self.builtin = builtin
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.lowercase = lowercase
+        self.labels: list[str] | None = None
+
+    def _load_records(self) -> dict[str, list]:
+        ds = load_spam(
+            self.path, self.hub, self.builtin, self.val_fraction, self.test_fraction, self.seed
+        )
+        return {split: ds[split].to_list() for split in ds}
+
+    def _read_test_file(self, path: str | PathLike) -> list:
+        return read_labelled_tsv(path)
+
+    def _fit(self, records: dict[str, list]) -> None:
+        self.vocab = Vocab.build(
+            (tokenize(r["text"], self.lowercase) for r in records["train"]),
+            min_freq=self.min_freq,
+            max_size=self.max_vocab_size,
+        )
+        self.labels = sorted({r["label"] for split in records.values() for r in split})
+
+    def _adopt(self, metadata: dict) -> None:
+        vocab = Vocab.from_dict(metadata["vocab"])
+        if vocab.pad_id is None or vocab.unk_id is None:
+            raise ValueError("the adopted vocabulary needs pad and unk tokens for classification")
+        self.vocab, self.labels = vocab, list(metadata["labels"])
+
+    def metadata(self) -> dict:
+        if self.vocab is None or self.labels is None:
+            raise RuntimeError("metadata() needs setup() first")
+        return {"vocab": self.vocab.to_dict(), "labels": list(self.labels)}
+
+    def class_counts(self) -> list[int]:
+        """Examples per label in the train split, in `labels` order (for class weights)."""
+        if "train" not in self._records or self.labels is None:
+            raise RuntimeError("class_counts() needs setup('fit') first")
+        counts = Counter(r["label"] for r in self._records["train"])
+        return [counts[label] for label in self.labels]
+
+    def _make_dataset(self, split: str, records: list) -> list[dict]:
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        unknown = Counter(r["label"] for r in records if r["label"] not in label_ids)
+        if unknown:
+            raise ValueError(f"the {split} split has labels outside {self.labels}: {dict(unknown)}")
+        return [
+            {
+                "ids": self.vocab.encode(tokenize(r["text"], self.lowercase))
+                or [self.vocab.unk_id],
+                "label": label_ids[r["label"]],
+            }
+            for r in records
+        ]
+
+    def _collate_fn(self):
+        return partial(collate_classification, pad_id=self.vocab.pad_id)

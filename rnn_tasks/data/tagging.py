@@ -1,0 +1,128 @@
+"""POS tagging data: sentences of words with one tag each (B batch, T time)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from os import PathLike
+
+from ..text import Vocab
+from .base import TextDataModule
+from .batching import IGNORE_INDEX, pad_right
+from .readers import read_conllu
+from .sources import TagColumn, check_choice, load_pos
+
+
+def collate_tagging(items: list[dict], pad_id: int) -> dict:
+    """Encoded sentences -> ``tokens`` (B, T) padded with ``pad_id``, ``lengths`` (B,),
+    ``tags`` (B, T) with -100 on padding, and the raw ``words``."""
+    tokens, lengths = pad_right([it["ids"] for it in items], pad_id)  # (B, T), (B,)
+    tags, _ = pad_right([it["tags"] for it in items], IGNORE_INDEX)  # (B, T)
+    return {
+        "tokens": tokens,
+        "lengths": lengths,
+        "tags": tags,
+        "words": [it["words"] for it in items],
+    }
+
+
+class TaggingDataModule(TextDataModule):
+    """Sentences with one tag per word, from a CoNLL-U treebank (see `load_pos`).
+
+    Batches: ``{"tokens": (B, T), "lengths": (B,), "tags": (B, T), "words": list[list[str]]}``.
+    ``words`` keeps the original spelling (for a character encoder); ``lowercase`` only
+    affects the vocabulary lookup. ``tags`` are the sorted tag names of all loaded splits
+    (or the adopted ones); metadata is ``{"vocab": ..., "tags": [...]}``.
+
+    Args:
+        path: A ``.conllu`` file or a folder of ``*-ud-{train,dev,test}.conllu`` files.
+        hub: Hub dataset id, used when neither ``path`` nor ``builtin`` is given.
+        hub_config: Hub config (the treebank).
+        builtin: Use the packaged demo treebank.
+        tag_column: ``"upos"`` or ``"xpos"``.
+        lowercase: Lowercase words for the vocabulary lookup.
+        batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
+            See `TextDataModule`; ``test_file`` is a CoNLL-U file.
+    """
+
+    metadata_keys = ("vocab", "tags")
+
+    def __init__(
+        self,
+        path: str | None = None,
+        hub: str | None = "commul/universal_dependencies",
+        hub_config: str | None = "en_ewt",
+        builtin: bool = False,
+        tag_column: TagColumn = "upos",
+        lowercase: bool = False,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        min_freq: int = 1,
+        max_vocab_size: int | None = None,
+        seed: int = 0,
+        test_file: str | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file
+        )
+        check_choice("tag_column", tag_column, ("upos", "xpos"))
+        self.path = path
+        self.hub = hub
+        self.hub_config = hub_config
+        self.builtin = builtin
+        self.tag_column = tag_column
+        self.lowercase = lowercase
+        self.tags: list[str] | None = None
+
+    def _load_records(self) -> dict[str, list]:
+        ds = load_pos(
+            self.path, self.hub, self.hub_config, self.builtin, self.tag_column, self.seed
+        )
+        return {split: ds[split].to_list() for split in ds}
+
+    def _read_test_file(self, path: str | PathLike) -> list:
+        return [{"tokens": s["tokens"], "tags": s[self.tag_column]} for s in read_conllu(path)]
+
+    def _words(self, tokens: list[str]) -> list[str]:
+        return [w.lower() for w in tokens] if self.lowercase else tokens
+
+    def _fit(self, records: dict[str, list]) -> None:
+        self.vocab = Vocab.build(
+            (self._words(r["tokens"]) for r in records["train"]),
+            min_freq=self.min_freq,
+            max_size=self.max_vocab_size,
+        )
+        self.tags = sorted({t for split in records.values() for r in split for t in r["tags"]})
+
+    def _adopt(self, metadata: dict) -> None:
+        vocab = Vocab.from_dict(metadata["vocab"])
+        if vocab.pad_id is None:
+            raise ValueError("the adopted vocabulary has no pad token; tagging batches need one")
+        self.vocab, self.tags = vocab, list(metadata["tags"])
+
+    def metadata(self) -> dict:
+        if self.vocab is None or self.tags is None:
+            raise RuntimeError("metadata() needs setup() first")
+        return {"vocab": self.vocab.to_dict(), "tags": list(self.tags)}
+
+    def _make_dataset(self, split: str, records: list) -> list[dict]:
+        tag_ids = {t: i for i, t in enumerate(self.tags)}
+        unknown = Counter(t for r in records for t in r["tags"] if t not in tag_ids)
+        if unknown:
+            raise ValueError(
+                f"the {split} split has tags outside the tag set {self.tags}: "
+                f"{dict(unknown.most_common())}"
+            )
+        return [
+            {
+                "ids": self.vocab.encode(self._words(r["tokens"])),
+                "tags": [tag_ids[t] for t in r["tags"]],
+                "words": r["tokens"],
+            }
+            for r in records
+            if r["tokens"]  # an empty sentence has nothing to tag
+        ]
+
+    def _collate_fn(self):
+        return partial(collate_tagging, pad_id=self.vocab.pad_id)

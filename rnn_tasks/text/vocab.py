@@ -1,0 +1,128 @@
+"""A token <-> index mapping that survives a checkpoint as plain python types."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+
+class Vocab:
+    """Maps tokens to contiguous ids and back.
+
+    Args:
+        tokens: The full index list, specials included: token ``i`` gets id ``i``.
+        unk: Token that unknown tokens map to; ``None`` makes unknown tokens an error.
+        pad: Padding token; ``None`` for data that is never padded (a language-model stream).
+
+    Raises:
+        ValueError: If ``tokens`` holds a duplicate, or ``unk`` / ``pad`` is not in it.
+    """
+
+    def __init__(
+        self, tokens: list[str], unk: str | None = "<unk>", pad: str | None = "<pad>"
+    ) -> None:
+        self.itos: list[str] = list(tokens)
+        self._stoi: dict[str, int] = {}
+        for i, token in enumerate(self.itos):
+            if token in self._stoi:
+                raise ValueError(f"duplicate token {token!r} at ids {self._stoi[token]} and {i}")
+            self._stoi[token] = i
+        for role, special in (("unk", unk), ("pad", pad)):
+            if special is not None and special not in self._stoi:
+                raise ValueError(f"{role} token {special!r} is not in the token list")
+        self.unk = unk
+        self.pad = pad
+
+    @classmethod
+    def build(
+        cls,
+        sequences: Iterable[list[str]],
+        min_freq: int = 1,
+        max_size: int | None = None,
+        specials: Sequence[str] = ("<pad>", "<unk>"),
+        unk: str | None = "<unk>",
+        pad: str | None = "<pad>",
+    ) -> Vocab:
+        """Counts tokens and keeps the frequent ones.
+
+        Order: ``specials`` first, then by descending frequency, ties alphabetical, so the
+        same data always gives the same ids. A special that occurs in the data (PTB's literal
+        ``<unk>``) is not counted again: it keeps its special id.
+
+        Args:
+            sequences: Token lists, e.g. the sentences of the training split.
+            min_freq: Drop tokens seen fewer times than this.
+            max_size: Largest vocabulary size, specials included; ``None`` for no limit.
+            specials: Tokens placed first, whatever their frequency.
+            unk: Unknown-token special (must be in ``specials``) or ``None``.
+            pad: Padding special (must be in ``specials``) or ``None``.
+        """
+        if min_freq < 1:
+            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        if max_size is not None and max_size < len(specials):
+            raise ValueError(
+                f"max_size={max_size} leaves no room for the {len(specials)} specials {specials}"
+            )
+        counts: Counter[str] = Counter()
+        for sequence in sequences:
+            counts.update(sequence)
+        special_set = set(specials)
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_freq and w not in special_set),
+            key=lambda w: (-counts[w], w),
+        )
+        if max_size is not None:
+            words = words[: max_size - len(specials)]
+        return cls([*specials, *words], unk=unk, pad=pad)
+
+    @property
+    def pad_id(self) -> int | None:
+        """Id of the padding token, or ``None`` without one."""
+        return None if self.pad is None else self._stoi[self.pad]
+
+    @property
+    def unk_id(self) -> int | None:
+        """Id of the unknown token, or ``None`` without one."""
+        return None if self.unk is None else self._stoi[self.unk]
+
+    def index(self, token: str) -> int:
+        """Id of ``token``; ``KeyError`` if it is not in the vocabulary (no unk fallback)."""
+        try:
+            return self._stoi[token]
+        except KeyError:
+            raise KeyError(f"token {token!r} is not in the vocabulary") from None
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        """Maps tokens to ids; unknown tokens get ``unk_id`` (``KeyError`` without an unk)."""
+        stoi = self._stoi
+        if self.unk is None:
+            return [self.index(t) for t in tokens]
+        unk_id = stoi[self.unk]
+        return [stoi.get(t, unk_id) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Maps ids (ints or a 1-D tensor) back to tokens."""
+        return [self.itos[int(i)] for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._stoi
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Vocab):
+            return NotImplemented
+        return (self.itos, self.unk, self.pad) == (other.itos, other.unk, other.pad)
+
+    def __repr__(self) -> str:
+        return f"Vocab(size={len(self)}, unk={self.unk!r}, pad={self.pad!r})"
+
+    def to_dict(self) -> dict:
+        """Plain python types only, so a checkpoint loads under ``weights_only=True``."""
+        return {"itos": list(self.itos), "unk": self.unk, "pad": self.pad}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Vocab:
+        """Inverse of `to_dict`."""
+        return cls(list(d["itos"]), unk=d.get("unk"), pad=d.get("pad"))

@@ -1,0 +1,265 @@
+"""The three DataModules on tiny files: batches, padding, adoption, BPTT windows."""
+
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+
+from rnn_tasks.data import ClassificationDataModule, LMDataModule, TaggingDataModule, hub
+from rnn_tasks.text import Vocab
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def write_conllu(path, sentences):
+    """Writes [[(word, tag), ...], ...] as CoNLL-U."""
+    blocks = [
+        "\n".join(f"{i}\t{w}\t_\t{t}\t_\t_\t0\tdep\t_\t_" for i, (w, t) in enumerate(s, 1))
+        for s in sentences
+    ]
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return path
+
+
+# --- tagging -------------------------------------------------------------------------------
+
+TRAIN = [
+    [("The", "DET"), ("dog", "NOUN"), ("barks", "VERB")],
+    [("Dogs", "NOUN"), ("run", "VERB")],
+    [("the", "DET"), ("cat", "NOUN"), ("sleeps", "VERB"), (".", "PUNCT")],
+    [("Run", "VERB")],
+]
+
+
+@pytest.fixture
+def ud_dir(tmp_path):
+    write_conllu(tmp_path / "en_toy-ud-train.conllu", TRAIN)
+    write_conllu(tmp_path / "en_toy-ud-dev.conllu", [[("A", "DET"), ("dog", "NOUN")]])
+    write_conllu(tmp_path / "en_toy-ud-test.conllu", [[("Cats", "NOUN"), ("sleep", "VERB")]])
+    return tmp_path
+
+
+def test_tagging_batches_are_padded_with_pad_id_and_ignore_index(ud_dir):
+    dm = TaggingDataModule(path=str(ud_dir), batch_size=4)
+    dm.setup("fit")
+    assert dm.tags == ["DET", "NOUN", "PUNCT", "VERB"]
+    batch = next(iter(dm.train_dataloader()))
+    tokens, lengths, tags = batch["tokens"], batch["lengths"], batch["tags"]
+    assert tokens.shape == tags.shape == (4, 4) and tokens.dtype == tags.dtype == torch.long
+    assert sorted(lengths.tolist()) == [1, 2, 3, 4]
+    pad = torch.arange(4)[None, :] >= lengths[:, None]  # (B, T)
+    assert (tokens[pad] == dm.vocab.pad_id).all() and (tags[pad] == -100).all()
+    assert (tags[~pad] >= 0).all()
+    for row, words in enumerate(batch["words"]):  # raw words, original case
+        assert words in [[w for w, _ in s] for s in TRAIN]
+        assert dm.vocab.decode(tokens[row, : len(words)]) == words  # lowercase=False
+
+
+def test_tagging_lowercase_only_affects_vocab_lookup(ud_dir):
+    dm = TaggingDataModule(path=str(ud_dir), lowercase=True, batch_size=4)
+    dm.setup()
+    assert "The" not in dm.vocab and "the" in dm.vocab
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["words"] == [["Cats", "sleep"]]
+    assert dm.vocab.decode(batch["tokens"][0]) == ["<unk>", "<unk>"]
+
+
+def test_tagging_train_shuffle_is_seeded_and_eval_is_ordered(ud_dir):
+    def first_batches(seed):
+        dm = TaggingDataModule(path=str(ud_dir), batch_size=2, eval_batch_size=3, seed=seed)
+        dm.setup()
+        return [b["words"] for b in dm.train_dataloader()], dm
+
+    a, dm = first_batches(0)
+    assert a == first_batches(0)[0]
+    assert any(first_batches(s)[0] != a for s in range(1, 6))
+    assert next(iter(dm.val_dataloader()))["tokens"].shape[0] == 1
+
+
+def test_tagging_metadata_adopt_and_test_file(ud_dir, tmp_path_factory):
+    dm = TaggingDataModule(path=str(ud_dir))
+    dm.setup()
+    meta = dm.metadata()
+    torch.save(meta, ud_dir / "meta.pt")
+    meta = torch.load(ud_dir / "meta.pt", weights_only=True)  # plain types only
+
+    held_out = write_conllu(tmp_path_factory.mktemp("eval") / "x.conllu", [[("dog", "NOUN")]])
+    # The source is gone: testing an adopted vocabulary on a test file must not need it.
+    again = TaggingDataModule(path=str(ud_dir / "missing"), test_file=str(held_out))
+    again.adopt(meta)
+    again.setup("test")
+    assert again.vocab == dm.vocab and again.tags == dm.tags
+    batch = next(iter(again.test_dataloader()))
+    assert batch["tags"].tolist() == [[dm.tags.index("NOUN")]]
+
+    bad = write_conllu(tmp_path_factory.mktemp("bad") / "x.conllu", [[("dog", "ADJ")]])
+    other = TaggingDataModule(path=str(ud_dir), test_file=str(bad))
+    other.adopt(meta)
+    with pytest.raises(ValueError, match="test split has tags outside.*'ADJ'"):
+        other.setup()
+    with pytest.raises(RuntimeError, match="before setup"):
+        dm.adopt(meta)
+    with pytest.raises(ValueError, match="tags"):
+        TaggingDataModule(path=str(ud_dir)).adopt({"vocab": meta["vocab"]})
+
+
+def test_bad_choice_lists_options():
+    with pytest.raises(ValueError, match=r"\['upos', 'xpos'\]"):
+        TaggingDataModule(tag_column="deprel")
+    with pytest.raises(ValueError, match=r"\['ptb', 'wikitext2'\]"):
+        LMDataModule(name="ptb3")
+
+
+# --- classification ------------------------------------------------------------------------
+
+SMS = "\n".join(
+    [f"ham\tSee you at {i} o'clock, ok?" for i in range(16)]
+    + [f"spam\tWIN £{i}00 now! Call 0800{i}" for i in range(4)]
+)
+
+
+def test_classification_batches_labels_and_class_counts(tmp_path):
+    (tmp_path / "SMSSpamCollection").write_text(SMS + "\n", encoding="utf-8")
+    dm = ClassificationDataModule(path=str(tmp_path), batch_size=5, val_fraction=0.25)
+    dm.setup("fit")
+    assert dm.labels == ["ham", "spam"]
+    # 16 ham -> 4 validation + 2 test; 4 spam -> 1 validation + 0 test (rounded per class)
+    assert dm.class_counts() == [10, 3]
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"tokens", "lengths", "label"}
+    assert batch["tokens"].shape == (5, int(batch["lengths"].max()))
+    assert batch["label"].shape == (5,) and batch["label"].dtype == torch.long
+    pad = torch.arange(batch["tokens"].shape[1])[None, :] >= batch["lengths"][:, None]
+    assert (batch["tokens"][pad] == dm.vocab.pad_id).all()
+    meta = dm.metadata()
+    assert meta["labels"] == ["ham", "spam"] and Vocab.from_dict(meta["vocab"]) == dm.vocab
+
+
+def test_classification_adopt_rejects_unknown_labels(tmp_path):
+    (tmp_path / "SMSSpamCollection").write_text(SMS, encoding="utf-8")
+    (tmp_path / "eval.tsv").write_text("phish\tclick here\n", encoding="utf-8")
+    dm = ClassificationDataModule(path=str(tmp_path))
+    dm.setup()
+    other = ClassificationDataModule(path=str(tmp_path), test_file=str(tmp_path / "eval.tsv"))
+    other.adopt(dm.metadata())
+    with pytest.raises(ValueError, match="labels outside.*'phish'"):
+        other.setup("test")
+
+
+def test_empty_message_is_one_unk_token(monkeypatch):
+    features = datasets.Features(
+        {"sms": datasets.Value("string"), "label": datasets.ClassLabel(names=["ham", "spam"])}
+    )
+    part = datasets.Dataset.from_dict(
+        {"sms": ["hi there", "  ", "WIN"], "label": [0, 0, 1]}, features
+    )
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda *a, **k: datasets.DatasetDict({"train": part, "validation": part, "test": part}),
+    )
+    dm = ClassificationDataModule(eval_batch_size=3)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["lengths"].tolist() == [2, 1, 1]
+    assert batch["tokens"][1, 0].item() == dm.vocab.unk_id
+    assert batch["label"].tolist() == [0, 0, 1]
+
+
+# --- language modelling --------------------------------------------------------------------
+
+
+@pytest.fixture
+def ptb_dir(tmp_path):
+    text = {
+        "train": [f"the cat sat on mat number {i} <unk> N" for i in range(12)],
+        "valid": ["the dog sat", "a cat ran off"] * 5,
+        "test": ["the mat sat on the cat"] * 4,
+    }
+    for split, lines in text.items():
+        (tmp_path / f"ptb.{split}.txt").write_text("".join(f" {s} \n" for s in lines))
+    return tmp_path
+
+
+def test_lm_stream_and_vocab(ptb_dir):
+    dm = LMDataModule(path=str(ptb_dir), batch_size=3, eval_batch_size=2, bptt=4)
+    dm.setup()
+    assert dm.vocab.itos[:2] == ["<unk>", "<eos>"] and dm.vocab.pad_id is None
+    assert "N" in dm.vocab  # not lowercased by default
+    valid = dm.tokens("validation")
+    assert valid.shape == (45,)  # 5 * (3 + 1) + 5 * (4 + 1)
+    words = ["the", "<unk>", "sat", "<eos>", "<unk>", "cat", "<unk>", "<unk>"]  # dog, a, ran
+    assert dm.vocab.decode(valid[:8]) == words
+    assert dm.tokens("train")[7].item() == dm.vocab.unk_id  # the literal <unk> is the special
+    assert dm.metadata() == {"vocab": dm.vocab.to_dict()}
+
+
+@pytest.mark.parametrize(("split", "rows"), [("train", 3), ("validation", 2), ("test", 2)])
+def test_lm_windows_are_contiguous_shifted_and_cover_the_stream(ptb_dir, split, rows):
+    dm = LMDataModule(path=str(ptb_dir), batch_size=3, eval_batch_size=2, bptt=4)
+    dm.setup()
+    loader = {"train": dm.train_dataloader, "validation": dm.val_dataloader}.get(
+        split, dm.test_dataloader
+    )()
+    windows = list(loader)
+    stream = dm.tokens(split)
+    n = stream.numel() // rows
+    assert len(loader) == len(windows) == -(-(n - 1) // 4)
+    assert all(w["input"].shape == w["target"].shape for w in windows)
+    assert all(w["input"].shape == (rows, 4) for w in windows[:-1])
+    assert 1 <= windows[-1]["input"].shape[1] <= 4
+    inputs = torch.cat([w["input"] for w in windows], dim=1)  # (B, N-1)
+    targets = torch.cat([w["target"] for w in windows], dim=1)  # (B, N-1)
+    rows_of_stream = stream[: n * rows].view(rows, n)
+    # Window k+1 continues window k in every row; the target is the input shifted by one.
+    assert torch.equal(inputs, rows_of_stream[:, :-1])
+    assert torch.equal(targets, rows_of_stream[:, 1:])
+    assert targets.numel() == n * rows - rows == loader.dataset.num_predictions
+
+
+def test_lm_adopt_max_lines_and_test_file(ptb_dir, tmp_path_factory):
+    dm = LMDataModule(path=str(ptb_dir), max_lines=2, batch_size=2, eval_batch_size=2)
+    dm.setup()
+    assert dm.tokens("train").numel() == 2 * 10  # 9 words + <eos> per line
+    held_out = tmp_path_factory.mktemp("eval") / "t.txt"
+    held_out.write_text("the cat\nzebra sat\n")
+    again = LMDataModule(path=str(ptb_dir / "missing"), test_file=str(held_out))
+    again.adopt(dm.metadata())
+    again.setup("test")
+    assert dm.vocab.decode(again.tokens("test")) == ["the", "cat", "<eos>", "<unk>", "sat", "<eos>"]
+
+
+@pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason="no local PTB copy")
+def test_real_ptb_counts():
+    dm = LMDataModule(path=str(DATA / "ptb"))
+    dm.setup()
+    assert len(dm.vocab) == 10_000
+    assert [dm.tokens(s).numel() for s in ("train", "validation", "test")] == [
+        929_589,
+        73_760,
+        82_430,
+    ]
+    assert len(dm.train_dataloader()) == -(-(929_589 // 20 - 1) // 35)
+
+
+@pytest.mark.skipif(not (DATA / "ud_en_ewt").is_dir(), reason="no local UD English-EWT copy")
+def test_real_ud_english_ewt_datamodule():
+    dm = TaggingDataModule(path=str(DATA / "ud_en_ewt"))
+    dm.setup()
+    assert len(dm.tags) == 17
+    train = dm.train_dataloader().dataset
+    assert (len(train), sum(len(x["ids"]) for x in train)) == (12_544, 204_577)
+    assert len(dm.val_dataloader().dataset) == 2_001
+
+
+@pytest.mark.skipif(not (DATA / "sms_spam").is_dir(), reason="no local SMS Spam Collection")
+def test_real_sms_spam_datamodule():
+    dm = ClassificationDataModule(path=str(DATA / "sms_spam"))
+    dm.setup()
+    loaders = (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader())
+    sizes = [len(loader.dataset) for loader in loaders]
+    assert sum(sizes) == 4_445
+    assert dm.class_counts()[1] == 603 - 2 * round(603 * 0.1)

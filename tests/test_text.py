@@ -1,0 +1,109 @@
+"""Vocabulary and tokenisers (pure python; no lightning or datasets)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rnn_tasks.text import Vocab, split_words, tokenize
+
+
+def test_build_orders_specials_then_frequency_then_alphabet():
+    v = Vocab.build([["b", "a", "c", "a"], ["c", "d", "a"]])
+    # a: 3, c: 2, b and d: 1 (alphabetical tie)
+    assert v.itos == ["<pad>", "<unk>", "a", "c", "b", "d"]
+    assert (v.pad_id, v.unk_id) == (0, 1)
+
+
+def test_build_min_freq_and_max_size():
+    data = [["a", "a", "a", "b", "b", "c"]]
+    assert Vocab.build(data, min_freq=2).itos == ["<pad>", "<unk>", "a", "b"]
+    assert Vocab.build(data, max_size=3).itos == ["<pad>", "<unk>", "a"]  # specials count
+    with pytest.raises(ValueError, match="max_size"):
+        Vocab.build(data, max_size=1)
+
+
+def test_special_in_data_keeps_its_special_id():
+    # PTB's text contains the literal <unk>: it must not become a second entry.
+    v = Vocab.build([["x", "<unk>", "<unk>", "<eos>"]], specials=("<unk>", "<eos>"), pad=None)
+    assert v.itos == ["<unk>", "<eos>", "x"]
+    assert v.encode(["<unk>", "y"]) == [0, 0]
+    assert v.pad_id is None
+
+
+def test_encode_decode_index_contains():
+    v = Vocab(["<pad>", "<unk>", "hello", "world"])
+    ids = v.encode(["hello", "there", "world"])
+    assert ids == [2, 1, 3]
+    assert v.decode(ids) == ["hello", "<unk>", "world"]
+    assert v.decode(torch.tensor(ids)) == ["hello", "<unk>", "world"]
+    assert v.index("world") == 3
+    with pytest.raises(KeyError, match="there"):
+        v.index("there")
+    assert "hello" in v and "there" not in v
+    assert len(v) == 4
+
+
+def test_encode_without_unk_names_the_token():
+    v = Vocab(["a", "b"], unk=None, pad=None)
+    assert v.unk_id is None
+    with pytest.raises(KeyError, match="'zebra'"):
+        v.encode(["a", "zebra"])
+
+
+def test_constructor_rejects_duplicates_and_missing_specials():
+    with pytest.raises(ValueError, match="duplicate"):
+        Vocab(["<pad>", "<unk>", "a", "a"])
+    with pytest.raises(ValueError, match="unk"):
+        Vocab(["<pad>", "a"])
+
+
+def test_round_trip_through_dict_and_weights_only_torch_load(tmp_path):
+    v = Vocab.build([["z", "y", "y"]], specials=("<unk>", "<eos>"), pad=None)
+    d = v.to_dict()
+    assert Vocab.from_dict(d) == v
+    torch.save({"vocab": d}, tmp_path / "v.pt")
+    loaded = torch.load(tmp_path / "v.pt", weights_only=True)
+    assert Vocab.from_dict(loaded["vocab"]) == v
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Hello, world!", ["hello", ",", "world", "!"]),
+        ("Don't stop rock-n-roll...", ["don't", "stop", "rock-n-roll", ".", ".", "."]),
+        ("Win £100 or $1,000.50 now", ["win", "£100", "or", "$1,000.50", "now"]),
+        (
+            "pi is 3.14, call 0800123 at 10:30",
+            ["pi", "is", "3.14", ",", "call", "0800123", "at", "10:30"],
+        ),  # noqa: E501
+        ("see https://ex.com/a?b=1.", ["see", "https://ex.com/a?b=1", "."]),
+        ("go to www.getzed.co.uk now", ["go", "to", "www.getzed.co.uk", "now"]),
+        ("mail john.doe+x@mail.co.uk!", ["mail", "john.doe+x@mail.co.uk", "!"]),
+        ("150p/msg 2nd", ["150p", "/", "msg", "2nd"]),
+        (":-) 'quoted'", [":", "-", ")", "'", "quoted", "'"]),
+        ("", []),
+        ("   ", []),
+    ],
+)
+def test_tokenize(text, tokens):
+    assert tokenize(text) == tokens
+
+
+def test_tokenize_keeps_case_when_asked():
+    assert tokenize("Hi Bob", lowercase=False) == ["Hi", "Bob"]
+
+
+def test_split_words():
+    assert split_words(" the Cat <unk> N \n") == ["the", "Cat", "<unk>", "N"]
+    assert split_words("The Cat", lowercase=True) == ["the", "cat"]
+
+
+def test_text_package_imports_no_framework():
+    code = (
+        "import sys, rnn_tasks.text; "
+        "print([m for m in ('lightning', 'datasets', 'hydra') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
