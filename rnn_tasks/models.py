@@ -3,7 +3,9 @@
 Shapes: B batch, T time, E embedding size, H hidden units per direction, K directions,
 V vocabulary, C classes (tags or labels), N context words of the feed-forward LM.
 
-- `Encoder`: word embeddings -> dropout -> `rnn_tasks.nn.RNN`.
+- `Encoder`: word embeddings (plus optional extra per-word features) -> dropout ->
+  `rnn_tasks.nn.RNN`.
+- `CharEncoder`: a word from its characters, with our own bidirectional RNN.
 - `LanguageModel`: the lecture's `y_t = softmax(V h_t)` over a unidirectional encoder.
 - `FeedForwardLM`: the N-gram neural LM (Bengio et al. 2003): the embeddings of the N
   previous words, concatenated, through one hidden layer.
@@ -34,6 +36,8 @@ class Encoder(nn.Module):
         dropout: between recurrent layers (as `torch.nn.RNN`).
         embedding_dropout: on the embeddings, before the first layer.
         padding_idx: the padding id, whose embedding stays zero.
+        extra_features: size F of per-word features concatenated to each embedding
+            (a `CharEncoder`'s output); `forward` then takes `extra` (B, T, F).
     """
 
     def __init__(
@@ -49,12 +53,14 @@ class Encoder(nn.Module):
         embedding_dropout: float = 0.0,
         padding_idx: int | None = None,
         bptt: str = "manual",
+        extra_features: int = 0,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
+        input_size = embedding_dim + extra_features
         self.rnn = RNN(
-            embedding_dim, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
+            input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
         )
 
     @property
@@ -62,10 +68,16 @@ class Encoder(nn.Module):
         return self.rnn.output_size
 
     def forward(
-        self, tokens: Tensor, lengths: Tensor | None = None, state: State | None = None
+        self,
+        tokens: Tensor,
+        lengths: Tensor | None = None,
+        state: State | None = None,
+        extra: Tensor | None = None,
     ) -> tuple[Tensor, State]:
-        x = self.embedding_dropout(self.embedding(tokens))  # (B, T, E)
-        return self.rnn(x, lengths, state)  # (B, T, H*K), final state
+        x = self.embedding(tokens)  # (B, T, E)
+        if extra is not None:
+            x = torch.cat((x, extra), -1)  # (B, T, E + F)
+        return self.rnn(self.embedding_dropout(x), lengths, state)  # (B, T, H*K), final state
 
     def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
         """Copy pretrained vectors (V, E) into the rows marked `found` (V,) bool.
@@ -180,18 +192,91 @@ class FeedForwardLM(nn.Module):
         return logits.squeeze(1), state
 
 
-class Tagger(nn.Module):
-    """A softmax over tags at every step: `logits_t = V [h_t_fwd; h_t_bwd]`."""
+class CharEncoder(nn.Module):
+    """A word's vector from its spelling: a bidirectional RNN over its characters; the
+    forward state after the last character and the backward state after the first,
+    concatenated (Ling et al. 2015; Plank et al. 2016). Gives unseen words a
+    representation built from suffixes, capitals and digits.
 
-    def __init__(self, vocab_size: int, num_tags: int, output_dropout: float = 0.0, **encoder):
+    Shapes: N words, L characters, D char embedding, H char hidden units.
+    """
+
+    def __init__(
+        self,
+        num_chars: int,
+        embedding_dim: int = 32,
+        hidden_size: int = 64,
+        cell: CellName = "lstm",
+    ) -> None:
         super().__init__()
+        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        self.rnn = RNN(embedding_dim, hidden_size, cell=cell, bidirectional=True)
+
+    @property
+    def output_size(self) -> int:
+        return self.rnn.output_size
+
+    def forward(self, chars: Tensor, mask: Tensor) -> Tensor:
+        """`chars` (B, T, L) char ids (0 = padding), `mask` (B, T) real words -> (B, T, 2H)."""
+        words = chars[mask]  # (N, L): only real words go through the RNN
+        lengths = (words != 0).sum(-1).clamp(min=1)
+        _, state = self.rnn(self.embedding(words), lengths)
+        h_n = state[0] if isinstance(state, tuple) else state  # (2, N, H)
+        out = chars.new_zeros(*mask.shape, self.output_size, dtype=h_n.dtype)
+        out[mask] = torch.cat((h_n[0], h_n[1]), -1)
+        return out
+
+
+class Tagger(nn.Module):
+    """A softmax over tags at every step: `logits_t = V [h_t_fwd; h_t_bwd]`.
+
+    Args:
+        vocab_size, num_tags: V and C.
+        output_dropout: on the encoder's outputs before `V`.
+        num_chars: size of the character vocabulary; with `char_embedding_dim > 0` a
+            `CharEncoder` adds a spelling-based vector to every word embedding.
+        char_embedding_dim, char_hidden_size: the `CharEncoder` sizes (0 = no encoder).
+        **encoder: the `Encoder` arguments.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        output_dropout: float = 0.0,
+        num_chars: int = 0,
+        char_embedding_dim: int = 0,
+        char_hidden_size: int = 50,
+        **encoder,
+    ) -> None:
+        super().__init__()
+        self.chars = None
+        if char_embedding_dim > 0:
+            if num_chars < 2:
+                raise ValueError("a character encoder needs the data's character vocabulary")
+            self.chars = CharEncoder(
+                num_chars, char_embedding_dim, char_hidden_size, encoder.get("cell", "lstm")
+            )
+            encoder["extra_features"] = self.chars.output_size
         self.encoder = Encoder(vocab_size, **encoder)
         self.output_dropout = nn.Dropout(output_dropout)
         self.V = nn.Linear(self.encoder.output_size, num_tags)
 
-    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """`tokens` (B, T) -> tag logits (B, T, C); padded steps see zero features."""
-        out, _ = self.encoder(tokens, lengths)  # (B, T, H*K)
+    def forward(
+        self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None
+    ) -> Tensor:
+        """`tokens` (B, T) [+ `chars` (B, T, L)] -> tag logits (B, T, C)."""
+        extra = None
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this tagger reads characters: pass chars (B, T, L)")
+            if lengths is None:
+                real = torch.ones_like(tokens, dtype=torch.bool)
+            else:
+                steps = torch.arange(tokens.shape[1], device=tokens.device)
+                real = steps < lengths.to(tokens.device)[:, None]  # (B, T)
+            extra = self.chars(chars, real)  # (B, T, 2H_c)
+        out, _ = self.encoder(tokens, lengths, extra=extra)  # (B, T, H*K)
         return self.V(self.output_dropout(out))
 
 

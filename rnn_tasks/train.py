@@ -38,9 +38,9 @@ def git_revision() -> str | None:
 
 
 def checkpoint_metadata(ckpt_path: str | Path) -> dict:
-    """The data metadata (vocabulary, tags, labels) a checkpoint was trained with."""
+    """The data metadata (vocabularies, tags, labels) a checkpoint was trained with."""
     hp = torch.load(ckpt_path, map_location="cpu", weights_only=True)["hyper_parameters"]
-    return {k: hp[k] for k in ("vocab", "tags", "labels") if k in hp}
+    return {k: hp[k] for k in ("vocab", "tags", "chars", "labels") if k in hp}
 
 
 def build_datamodule(cfg: DictConfig, stage: str, metadata: dict | None = None):
@@ -68,7 +68,6 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
             mode=cfg.monitor_mode,
             save_last=True,
         ),
-        LearningRateMonitor(logging_interval="epoch"),
     ]
     if cfg.early_stopping_patience:
         callbacks.append(
@@ -77,12 +76,20 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     logger = False
     if cfg.logger == "csv":
         logger = CSVLogger(save_dir=output_dir, name="", version="")
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     elif cfg.logger not in ("none", None):
         raise ValueError(f"logger must be one of ['csv', 'none'], got {cfg.logger!r}")
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
         **trainer_args, callbacks=callbacks, logger=logger, default_root_dir=output_dir
     )
+
+
+def _one_console_handler() -> None:
+    # `import lightning` gives the "lightning" logger a console handler of its own; under
+    # Hydra the root logger prints (and writes train.log) too, so every line came twice.
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -92,6 +99,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     `cfg.ckpt_path` resumes an interrupted run from that checkpoint.
     """
     start = time.perf_counter()
+    _one_console_handler()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)

@@ -96,7 +96,10 @@ class ClassificationDataModule(TextDataModule):
     def metadata(self) -> dict:
         if self.vocab is None or self.labels is None:
             raise RuntimeError("metadata() needs setup() first")
-        return {"vocab": self.vocab.to_dict(), "labels": list(self.labels)}
+        meta = {"vocab": self.vocab.to_dict(), "labels": list(self.labels)}
+        if "train" in self._records:  # for class weighting; not needed to use a checkpoint
+            meta["class_counts"] = self.class_counts()
+        return meta
 
     def class_counts(self) -> list[int]:
         """Examples per label in the train split, in `labels` order (for class weights)."""

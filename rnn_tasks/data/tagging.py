@@ -6,7 +6,7 @@ from collections import Counter
 from functools import partial
 from os import PathLike
 
-from ..text import Vocab
+from ..text import Vocab, pad_chars, spell
 from .base import TextDataModule
 from .batching import IGNORE_INDEX, pad_right
 from .readers import read_conllu
@@ -15,13 +15,16 @@ from .sources import TagColumn, check_choice, load_pos
 
 def collate_tagging(items: list[dict], pad_id: int) -> dict:
     """Encoded sentences -> ``tokens`` (B, T) padded with ``pad_id``, ``lengths`` (B,),
-    ``tags`` (B, T) with -100 on padding, and the raw ``words``."""
+    ``tags`` (B, T) with -100 on padding, the characters of every word ``chars``
+    (B, T, L) padded with 0 (the char vocabulary's pad), and the raw ``words``."""
     tokens, lengths = pad_right([it["ids"] for it in items], pad_id)  # (B, T), (B,)
     tags, _ = pad_right([it["tags"] for it in items], IGNORE_INDEX)  # (B, T)
+    chars = pad_chars([it["chars"] for it in items], tokens.shape[1])  # (B, T, L)
     return {
         "tokens": tokens,
         "lengths": lengths,
         "tags": tags,
+        "chars": chars,
         "words": [it["words"] for it in items],
     }
 
@@ -30,9 +33,11 @@ class TaggingDataModule(TextDataModule):
     """Sentences with one tag per word, from a CoNLL-U treebank (see `load_pos`).
 
     Batches: ``{"tokens": (B, T), "lengths": (B,), "tags": (B, T), "words": list[list[str]]}``.
-    ``words`` keeps the original spelling (for a character encoder); ``lowercase`` only
-    affects the vocabulary lookup. ``tags`` are the sorted tag names of all loaded splits
-    (or the adopted ones); metadata is ``{"vocab": ..., "tags": [...]}``.
+    ``words`` keeps the original spelling and ``chars`` (B, T, L) its characters as ids of
+    a character vocabulary built from the training words (for a character encoder);
+    ``lowercase`` only affects the word vocabulary lookup. ``tags`` are the sorted tag
+    names of all loaded splits (or the adopted ones); metadata is
+    ``{"vocab": ..., "tags": [...], "chars": ...}``.
 
     Args:
         path: A ``.conllu`` file or a folder of ``*-ud-{train,dev,test}.conllu`` files.
@@ -45,7 +50,7 @@ class TaggingDataModule(TextDataModule):
             See `TextDataModule`; ``test_file`` is a CoNLL-U file.
     """
 
-    metadata_keys = ("vocab", "tags")
+    metadata_keys = ("vocab", "tags", "chars")
 
     def __init__(
         self,
@@ -74,6 +79,7 @@ class TaggingDataModule(TextDataModule):
         self.tag_column = tag_column
         self.lowercase = lowercase
         self.tags: list[str] | None = None
+        self.chars: Vocab | None = None
 
     def _load_records(self) -> dict[str, list]:
         ds = load_pos(
@@ -94,17 +100,23 @@ class TaggingDataModule(TextDataModule):
             max_size=self.max_vocab_size,
         )
         self.tags = sorted({t for split in records.values() for r in split for t in r["tags"]})
+        self.chars = Vocab.build(list(w) for r in records["train"] for w in r["tokens"])
 
     def _adopt(self, metadata: dict) -> None:
         vocab = Vocab.from_dict(metadata["vocab"])
         if vocab.pad_id is None:
             raise ValueError("the adopted vocabulary has no pad token; tagging batches need one")
         self.vocab, self.tags = vocab, list(metadata["tags"])
+        self.chars = Vocab.from_dict(metadata["chars"])
 
     def metadata(self) -> dict:
         if self.vocab is None or self.tags is None:
             raise RuntimeError("metadata() needs setup() first")
-        return {"vocab": self.vocab.to_dict(), "tags": list(self.tags)}
+        return {
+            "vocab": self.vocab.to_dict(),
+            "tags": list(self.tags),
+            "chars": self.chars.to_dict(),
+        }
 
     def _make_dataset(self, split: str, records: list) -> list[dict]:
         tag_ids = {t: i for i, t in enumerate(self.tags)}
@@ -119,6 +131,7 @@ class TaggingDataModule(TextDataModule):
                 "ids": self.vocab.encode(self._words(r["tokens"])),
                 "tags": [tag_ids[t] for t in r["tags"]],
                 "words": r["tokens"],
+                "chars": spell(r["tokens"], self.chars),
             }
             for r in records
             if r["tokens"]  # an empty sentence has nothing to tag

@@ -96,7 +96,7 @@ class LanguageModelTask(RecurrentTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["target"].numel())
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import Tagger
-from ..text import Vocab, tokenize
+from ..text import Vocab, pad_chars, spell, tokenize
 from .base import STAGES
 from .encoder_tasks import EncoderTask, encoder_kwargs
 
@@ -24,6 +24,7 @@ class TaggingTask(EncoderTask):
     Args:
         vocab: `Vocab.to_dict()` of the training words.
         tags: tag names; id i is `tags[i]`.
+        chars: `Vocab.to_dict()` of the training characters (for `model.char_embedding_dim`).
         model: `configs/model/*.yaml`: the `Tagger` arguments (an RNN, bidirectional in
             `configs/task/pos.yaml`).
         lowercase: whether the data lowercased words before the vocabulary lookup.
@@ -38,6 +39,7 @@ class TaggingTask(EncoderTask):
         vocab: dict,
         tags: list[str],
         model: dict,
+        chars: dict | None = None,
         lowercase: bool = False,
         embeddings: dict | None = None,
         optimizer: str = "adam",
@@ -53,29 +55,32 @@ class TaggingTask(EncoderTask):
         self._check_optimizer()
         self.vocab = Vocab.from_dict(vocab)
         self.tags = list(tags)
+        self.chars = Vocab.from_dict(chars) if chars else None
         self.model = Tagger(
             len(self.vocab),
             len(self.tags),
+            num_chars=len(self.chars) if self.chars else 0,
             padding_idx=self.vocab.pad_id,
             **encoder_kwargs(model, "pos"),
         )
         C = len(self.tags)
-        self.metrics = nn.ModuleDict(
-            {
-                f"{s}_acc": MulticlassAccuracy(C, average="micro", ignore_index=IGNORE)
-                for s in STAGES
-            }
-            | {
-                f"{s}_tag_acc": MulticlassAccuracy(C, average=None, ignore_index=IGNORE)
-                for s in ("val", "test")
-            }
-        )
+        # Accuracy over words per stage; for val/test also per gold tag, and on words seen
+        # and unseen in training (outside the vocabulary), where taggers differ most.
+        acc = {
+            f"{s}_acc": MulticlassAccuracy(C, average="micro", ignore_index=IGNORE) for s in STAGES
+        }
+        for s in ("val", "test"):
+            acc[f"{s}_tag_acc"] = MulticlassAccuracy(C, average=None, ignore_index=IGNORE)
+            for part in ("seen", "unseen"):
+                acc[f"{s}_acc_{part}"] = MulticlassAccuracy(C, average="micro", ignore_index=IGNORE)
+        self.metrics = nn.ModuleDict(acc)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         return self.model(tokens, lengths)
 
     def _step(self, batch: dict, stage: str) -> Tensor:
-        logits = self.model(batch["tokens"], batch["lengths"]).flatten(0, 1)  # (B*T, C)
+        logits = self.model(batch["tokens"], batch["lengths"], batch.get("chars"))
+        logits = logits.flatten(0, 1)  # (B*T, C)
         tags = batch["tags"].flatten()
         loss = F.cross_entropy(logits, tags, ignore_index=IGNORE)
         n = int((tags != IGNORE).sum())
@@ -84,6 +89,11 @@ class TaggingTask(EncoderTask):
         self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
         if stage != "train":
             self.metrics[f"{stage}_tag_acc"].update(logits, tags)
+            unseen = batch["tokens"].flatten() == self.vocab.unk_id
+            for part, rows in (("seen", ~unseen), ("unseen", unseen)):
+                metric = self.metrics[f"{stage}_acc_{part}"]
+                metric.update(logits[rows], tags[rows])
+                self.log(f"{stage}/acc_{part}", metric)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -116,5 +126,8 @@ class TaggingTask(EncoderTask):
         self.eval()
         keys = [w.lower() for w in words] if self.hparams.lowercase else words
         ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
-        best = self.model(ids).argmax(-1)[0]
+        chars = None
+        if self.chars is not None:
+            chars = pad_chars([spell(words, self.chars)], len(words)).to(self.device)
+        best = self.model(ids, chars=chars).argmax(-1)[0]
         return [(w, self.tags[int(t)]) for w, t in zip(words, best, strict=True)]
