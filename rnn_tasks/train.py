@@ -20,6 +20,8 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from .callbacks import EpochProfile
+
 log = logging.getLogger(__name__)
 
 
@@ -61,6 +63,7 @@ def build_task(cfg: DictConfig, datamodule):
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     callbacks = [
+        EpochProfile(),
         ModelCheckpoint(
             dirpath=output_dir / "checkpoints",
             filename="best",
@@ -92,11 +95,13 @@ def _one_console_handler() -> None:
         logging.getLogger("lightning").handlers.clear()
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """Train, keep the best and the last checkpoint, test the best one, write metrics.json.
 
     Returns the final metrics (validation of the last epoch and test of the best model).
-    `cfg.ckpt_path` resumes an interrupted run from that checkpoint.
+    `cfg.ckpt_path` resumes an interrupted run from that checkpoint. With `cfg.results`
+    set, the summary (metrics, `command`, wall time, parameters, git revision) is also
+    written to that file: the `results/*.json` the README's tables are built from.
     """
     start = time.perf_counter()
     _one_console_handler()
@@ -117,9 +122,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in tested[0].items()})
+    profile = next(c for c in trainer.callbacks if isinstance(c, EpochProfile)).history
     summary = {
+        "command": command,
         "task": task.task_name,
         "metrics": metrics,
+        "perf": {k: sum(p[k] for p in profile) / len(profile) for k in profile[0]}
+        if profile
+        else {},
         "parameters": task.num_parameters,
         "train_seconds": round(fit_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
@@ -128,6 +138,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "git_revision": git_revision(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    text = json.dumps(summary, indent=2) + "\n"
+    (output_dir / "metrics.json").write_text(text)
     log.info("metrics written to %s", output_dir / "metrics.json")
+    if cfg.results:
+        Path(cfg.results).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.results).write_text(text)
+        log.info("results written to %s", cfg.results)
     return metrics

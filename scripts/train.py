@@ -10,9 +10,12 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
     from rnn_tasks.train import train  # after Hydra parsed the command line: fast --help
 
-    metrics = train(cfg)
+    overrides = HydraConfig.get().overrides.task
+    metrics = train(cfg, command=" ".join(["python scripts/train.py", *overrides]))
     return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
 
 

@@ -91,9 +91,8 @@ class TaggingTask(EncoderTask):
             self.metrics[f"{stage}_tag_acc"].update(logits, tags)
             unseen = batch["tokens"].flatten() == self.vocab.unk_id
             for part, rows in (("seen", ~unseen), ("unseen", unseen)):
-                metric = self.metrics[f"{stage}_acc_{part}"]
-                metric.update(logits[rows], tags[rows])
-                self.log(f"{stage}/acc_{part}", metric)
+                if rows.any():
+                    self.metrics[f"{stage}_acc_{part}"].update(logits[rows], tags[rows])
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -105,17 +104,22 @@ class TaggingTask(EncoderTask):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def _log_per_tag(self, stage: str) -> None:
+    def _log_breakdown(self, stage: str) -> None:
         metric = self.metrics[f"{stage}_tag_acc"]
         for tag, acc in zip(self.tags, metric.compute(), strict=True):
             self.log(f"{stage}/acc_{tag}", acc)
         metric.reset()
+        for part in ("seen", "unseen"):
+            metric = self.metrics[f"{stage}_acc_{part}"]
+            if metric.update_called:  # a split may have no unseen word at all
+                self.log(f"{stage}/acc_{part}", metric.compute())
+            metric.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_per_tag("val")
+        self._log_breakdown("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_per_tag("test")
+        self._log_breakdown("test")
 
     @torch.no_grad()
     def predict(self, text: str | list[str]) -> list[tuple[str, str]]:

@@ -1,0 +1,80 @@
+"""Where a training epoch's time goes: the model's own arithmetic or everything else."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+
+def count_tokens(batch: dict) -> int:
+    """Real (unpadded) tokens a batch trains on: LM windows or padded sentences."""
+    if "target" in batch:
+        return batch["target"].numel()
+    return int(batch["lengths"].sum())
+
+
+class EpochProfile(L.Callback):
+    """Times every training step in three parts and logs, once per epoch:
+
+    - `perf/tokens_per_s`: real tokens trained on per second of training wall time;
+    - `perf/outside_share`: the share of that time spent outside forward and backward
+      (data loading and collation, the optimiser step, logging, Python between steps);
+    - `perf/optimizer_share`: the optimiser step's part of it.
+
+    Validation is not counted: a validation run between two training steps is taken off
+    the epoch's time, and the one after its last step falls outside it anyway.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    def _now(self, trainer: L.Trainer) -> float:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()  # GPU work is asynchronous: wait to time it
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.tokens = 0
+        self.forward = self.backward = self.optimizer = self.validation = 0.0
+        self.pending_validation = 0.0
+        self.epoch_start = self.last_end = self._now(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.step_start = self._now(trainer)
+        self.validation += self.pending_validation  # it ran between two training steps
+        self.pending_validation = 0.0
+        self.tokens += count_tokens(batch)
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.backward_start = self._now(trainer)
+        self.forward += self.backward_start - self.step_start
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.backward_end = self._now(trainer)
+        self.backward += self.backward_end - self.backward_start
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.last_end = self._now(trainer)
+        self.optimizer += self.last_end - self.backward_end
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.validation_start = self._now(trainer)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and hasattr(self, "epoch_start"):
+            self.pending_validation += self._now(trainer) - self.validation_start
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        total = self.last_end - self.epoch_start - self.validation
+        if total <= 0 or not self.tokens:
+            return
+        stats = {
+            "tokens_per_s": self.tokens / total,
+            "outside_share": 1 - (self.forward + self.backward) / total,
+            "optimizer_share": self.optimizer / total,
+            "epoch_train_s": total,
+        }
+        self.history.append(stats)
+        pl_module.log_dict({f"perf/{k}": v for k, v in stats.items()})
