@@ -3,8 +3,8 @@
 Shapes: B batch, T time, E embedding size, H hidden units per direction, K directions,
 V vocabulary, C classes (tags or labels), N context words of the feed-forward LM.
 
-- `Encoder`: word embeddings (plus optional extra per-word features) -> dropout ->
-  `rnn_tasks.nn.RNN`.
+- `Encoder`: word embeddings (plus a `CharEncoder` vector per word, optionally) ->
+  dropout -> `rnn_tasks.nn.RNN`.
 - `CharEncoder`: a word from its characters, with our own bidirectional RNN.
 - `LanguageModel`: the lecture's `y_t = softmax(V h_t)` over a unidirectional encoder.
 - `FeedForwardLM`: the N-gram neural LM (Bengio et al. 2003): the embeddings of the N
@@ -25,6 +25,52 @@ from .nn import RNN
 from .nn.rnn import CellName, State
 
 
+class CharEncoder(nn.Module):
+    """A word's vector from its spelling: a bidirectional RNN over its characters; the
+    forward state after the last character and the backward state after the first,
+    concatenated (Ling et al. 2015; Plank et al. 2016). Gives unseen words a
+    representation built from suffixes, capitals and digits.
+
+    Shapes: N words, L characters, D char embedding, H char hidden units.
+    """
+
+    def __init__(
+        self,
+        num_chars: int,
+        embedding_dim: int = 32,
+        hidden_size: int = 64,
+        cell: CellName = "lstm",
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
+        self.rnn = RNN(embedding_dim, hidden_size, cell=cell, bidirectional=True)
+
+    @property
+    def output_size(self) -> int:
+        return self.rnn.output_size
+
+    def forward(self, chars: Tensor, mask: Tensor) -> Tensor:
+        """`chars` (B, T, L) char ids (0 = padding), `mask` (B, T) real words -> (B, T, 2H)."""
+        words = chars[mask]  # (N, L): only real words go through the RNN
+        lengths = (words != 0).sum(-1).clamp(min=1)
+        _, state = self.rnn(self.embedding(words), lengths)
+        h_n = state[0] if isinstance(state, tuple) else state  # (2, N, H)
+        out = chars.new_zeros(*mask.shape, self.output_size, dtype=h_n.dtype)
+        out[mask] = torch.cat((h_n[0], h_n[1]), -1)
+        return out
+
+
+def char_encoder(
+    num_chars: int, char_embedding_dim: int, char_hidden_size: int, cell: CellName
+) -> CharEncoder | None:
+    """A `CharEncoder` when `char_embedding_dim > 0`, else None (words by embedding only)."""
+    if char_embedding_dim <= 0:
+        return None
+    if num_chars < 3:
+        raise ValueError("a character encoder needs the data's character vocabulary (chars)")
+    return CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell)
+
+
 class Encoder(nn.Module):
     """Embedding lookup, embedding dropout, then a stacked (bidirectional) RNN.
 
@@ -36,8 +82,8 @@ class Encoder(nn.Module):
         dropout: between recurrent layers (as `torch.nn.RNN`).
         embedding_dropout: on the embeddings, before the first layer.
         padding_idx: the padding id, whose embedding stays zero.
-        extra_features: size F of per-word features concatenated to each embedding
-            (a `CharEncoder`'s output); `forward` then takes `extra` (B, T, F).
+        chars: a `CharEncoder`, whose vector for each word is concatenated to its
+            embedding; `forward` then needs the words' characters `chars` (B, T, L).
     """
 
     def __init__(
@@ -53,12 +99,13 @@ class Encoder(nn.Module):
         embedding_dropout: float = 0.0,
         padding_idx: int | None = None,
         bptt: str = "manual",
-        extra_features: int = 0,
+        chars: CharEncoder | None = None,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        input_size = embedding_dim + extra_features
+        self.chars = chars
+        input_size = embedding_dim + (chars.output_size if chars else 0)
         self.rnn = RNN(
             input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
         )
@@ -72,11 +119,18 @@ class Encoder(nn.Module):
         tokens: Tensor,
         lengths: Tensor | None = None,
         state: State | None = None,
-        extra: Tensor | None = None,
+        chars: Tensor | None = None,
     ) -> tuple[Tensor, State]:
         x = self.embedding(tokens)  # (B, T, E)
-        if extra is not None:
-            x = torch.cat((x, extra), -1)  # (B, T, E + F)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this encoder spells its words: pass chars (B, T, L)")
+            if lengths is None:
+                real = torch.ones_like(tokens, dtype=torch.bool)
+            else:
+                steps = torch.arange(tokens.shape[1], device=tokens.device)
+                real = steps < lengths.to(tokens.device)[:, None]  # (B, T)
+            x = torch.cat((x, self.chars(chars, real)), -1)  # (B, T, E + 2H_c)
         return self.rnn(self.embedding_dropout(x), lengths, state)  # (B, T, H*K), final state
 
     def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
@@ -192,41 +246,6 @@ class FeedForwardLM(nn.Module):
         return logits.squeeze(1), state
 
 
-class CharEncoder(nn.Module):
-    """A word's vector from its spelling: a bidirectional RNN over its characters; the
-    forward state after the last character and the backward state after the first,
-    concatenated (Ling et al. 2015; Plank et al. 2016). Gives unseen words a
-    representation built from suffixes, capitals and digits.
-
-    Shapes: N words, L characters, D char embedding, H char hidden units.
-    """
-
-    def __init__(
-        self,
-        num_chars: int,
-        embedding_dim: int = 32,
-        hidden_size: int = 64,
-        cell: CellName = "lstm",
-    ) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
-        self.rnn = RNN(embedding_dim, hidden_size, cell=cell, bidirectional=True)
-
-    @property
-    def output_size(self) -> int:
-        return self.rnn.output_size
-
-    def forward(self, chars: Tensor, mask: Tensor) -> Tensor:
-        """`chars` (B, T, L) char ids (0 = padding), `mask` (B, T) real words -> (B, T, 2H)."""
-        words = chars[mask]  # (N, L): only real words go through the RNN
-        lengths = (words != 0).sum(-1).clamp(min=1)
-        _, state = self.rnn(self.embedding(words), lengths)
-        h_n = state[0] if isinstance(state, tuple) else state  # (2, N, H)
-        out = chars.new_zeros(*mask.shape, self.output_size, dtype=h_n.dtype)
-        out[mask] = torch.cat((h_n[0], h_n[1]), -1)
-        return out
-
-
 class Tagger(nn.Module):
     """A softmax over tags at every step: `logits_t = V [h_t_fwd; h_t_bwd]`.
 
@@ -250,15 +269,9 @@ class Tagger(nn.Module):
         **encoder,
     ) -> None:
         super().__init__()
-        self.chars = None
-        if char_embedding_dim > 0:
-            if num_chars < 2:
-                raise ValueError("a character encoder needs the data's character vocabulary")
-            self.chars = CharEncoder(
-                num_chars, char_embedding_dim, char_hidden_size, encoder.get("cell", "lstm")
-            )
-            encoder["extra_features"] = self.chars.output_size
-        self.encoder = Encoder(vocab_size, **encoder)
+        cell = encoder.get("cell", "lstm")
+        chars = char_encoder(num_chars, char_embedding_dim, char_hidden_size, cell)
+        self.encoder = Encoder(vocab_size, chars=chars, **encoder)
         self.output_dropout = nn.Dropout(output_dropout)
         self.V = nn.Linear(self.encoder.output_size, num_tags)
 
@@ -266,17 +279,7 @@ class Tagger(nn.Module):
         self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None
     ) -> Tensor:
         """`tokens` (B, T) [+ `chars` (B, T, L)] -> tag logits (B, T, C)."""
-        extra = None
-        if self.chars is not None:
-            if chars is None:
-                raise ValueError("this tagger reads characters: pass chars (B, T, L)")
-            if lengths is None:
-                real = torch.ones_like(tokens, dtype=torch.bool)
-            else:
-                steps = torch.arange(tokens.shape[1], device=tokens.device)
-                real = steps < lengths.to(tokens.device)[:, None]  # (B, T)
-            extra = self.chars(chars, real)  # (B, T, 2H_c)
-        out, _ = self.encoder(tokens, lengths, extra=extra)  # (B, T, H*K)
+        out, _ = self.encoder(tokens, lengths, chars=chars)  # (B, T, H*K)
         return self.V(self.output_dropout(out))
 
 
@@ -286,6 +289,14 @@ class Classifier(nn.Module):
     The features are the top layer's forward state at each document's last real word and,
     when bidirectional, its backward state at the first word, (B, H*K); a feed-forward
     network `Linear -> tanh -> dropout -> Linear` maps them to class logits.
+
+    Args:
+        vocab_size, num_classes: V and C.
+        classifier_hidden: hidden units of the feed-forward classifier.
+        output_dropout: before each layer of the classifier.
+        num_chars, char_embedding_dim, char_hidden_size: an optional `CharEncoder`, as
+            in `Tagger` (spelling carries much of spam: digits, capitals, currency).
+        **encoder: the `Encoder` arguments.
     """
 
     def __init__(
@@ -294,10 +305,15 @@ class Classifier(nn.Module):
         num_classes: int,
         classifier_hidden: int = 64,
         output_dropout: float = 0.0,
+        num_chars: int = 0,
+        char_embedding_dim: int = 0,
+        char_hidden_size: int = 50,
         **encoder,
     ) -> None:
         super().__init__()
-        self.encoder = Encoder(vocab_size, **encoder)
+        cell = encoder.get("cell", "lstm")
+        chars = char_encoder(num_chars, char_embedding_dim, char_hidden_size, cell)
+        self.encoder = Encoder(vocab_size, chars=chars, **encoder)
         self.head = nn.Sequential(
             nn.Dropout(output_dropout),
             nn.Linear(self.encoder.output_size, classifier_hidden),
@@ -306,13 +322,17 @@ class Classifier(nn.Module):
             nn.Linear(classifier_hidden, num_classes),
         )
 
-    def features(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        _, state = self.encoder(tokens, lengths)
+    def features(
+        self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None
+    ) -> Tensor:
+        _, state = self.encoder(tokens, lengths, chars=chars)
         h_n = state[0] if isinstance(state, tuple) else state  # (L*K, B, H)
         K = self.encoder.rnn.num_directions
         # Top layer's rows: forward (at each last real word), then backward (at the first).
         return torch.cat(tuple(h_n[-K:]), dim=-1)  # (B, H*K)
 
-    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """`tokens` (B, T) -> class logits (B, C)."""
-        return self.head(self.features(tokens, lengths))
+    def forward(
+        self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None
+    ) -> Tensor:
+        """`tokens` (B, T) [+ `chars` (B, T, L)] -> class logits (B, C)."""
+        return self.head(self.features(tokens, lengths, chars))

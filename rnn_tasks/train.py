@@ -107,6 +107,10 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     _one_console_handler()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # Vanishing errors in BPTT reach denormal floats, which x86 CPUs handle ~30x slower
+    # (measured: an Elman LM step went from 0.15 s to 4.6 s); flushing them to zero costs
+    # nothing the model can notice.
+    torch.set_flush_denormal(cfg.flush_denormal)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)

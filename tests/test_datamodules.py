@@ -127,8 +127,15 @@ def test_classification_batches_labels_and_class_counts(tmp_path):
     # 16 ham -> 4 validation + 2 test; 4 spam -> 1 validation + 0 test (rounded per class)
     assert dm.class_counts() == [10, 3]
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"tokens", "lengths", "label"}
+    assert set(batch) == {"tokens", "lengths", "label", "chars"}
     assert batch["tokens"].shape == (5, int(batch["lengths"].max()))
+    # chars spell each word as written (capitals kept) while tokens are lowercased
+    assert batch["chars"].shape[:2] == batch["tokens"].shape and "W" in dm.chars
+    for i, n in enumerate(batch["lengths"].tolist()):
+        for t in range(n):
+            spelled = batch["chars"][i, t]
+            word = "".join(dm.chars.decode(spelled[spelled != 0])).lower()
+            assert dm.vocab.encode([word]) == [int(batch["tokens"][i, t])]
     assert batch["label"].shape == (5,) and batch["label"].dtype == torch.long
     pad = torch.arange(batch["tokens"].shape[1])[None, :] >= batch["lengths"][:, None]
     assert (batch["tokens"][pad] == dm.vocab.pad_id).all()

@@ -36,9 +36,9 @@ def make_cfg(tmp_path, overrides, name="train"):
         ["task=lm", "model=elman", "model.tie_weights=true", *LM_TINY],
         ["task=pos"],
         ["task=pos", "model=gru", "model.char_embedding_dim=8"],
-        ["task=cls", "task.class_weighting=balanced"],
+        ["task=cls", "task.class_weighting=balanced", "model.char_embedding_dim=8"],
     ],
-    ids=["lm", "lm-ffnn", "lm-elman-tied", "pos", "pos-gru-chars", "cls-balanced"],
+    ids=["lm", "lm-ffnn", "lm-elman-tied", "pos", "pos-gru-chars", "cls-balanced-chars"],
 )
 def test_every_task_config_runs_fast_dev_run(tmp_path, overrides):
     cfg = make_cfg(tmp_path, [*overrides, "trainer=debug", *TINY])

@@ -8,7 +8,7 @@ from os import PathLike
 
 import torch
 
-from ..text import Vocab, tokenize
+from ..text import Vocab, pad_chars, spell, tokenize
 from .base import TextDataModule
 from .batching import pad_right
 from .readers import read_labelled_tsv
@@ -17,10 +17,11 @@ from .sources import load_spam
 
 def collate_classification(items: list[dict], pad_id: int) -> dict:
     """Encoded messages -> ``tokens`` (B, T) padded with ``pad_id``, ``lengths`` (B,),
-    ``label`` (B,)."""
+    ``label`` (B,) and the characters of every word ``chars`` (B, T, L), 0-padded."""
     tokens, lengths = pad_right([it["ids"] for it in items], pad_id)  # (B, T), (B,)
     label = torch.tensor([it["label"] for it in items], dtype=torch.long)  # (B,)
-    return {"tokens": tokens, "lengths": lengths, "label": label}
+    chars = pad_chars([it["chars"] for it in items], tokens.shape[1])  # (B, T, L)
+    return {"tokens": tokens, "lengths": lengths, "label": label, "chars": chars}
 
 
 class ClassificationDataModule(TextDataModule):
@@ -41,7 +42,7 @@ class ClassificationDataModule(TextDataModule):
             See `TextDataModule`; ``test_file`` is a ``label<TAB>text`` file.
     """
 
-    metadata_keys = ("vocab", "labels")
+    metadata_keys = ("vocab", "labels", "chars")
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class ClassificationDataModule(TextDataModule):
         self.test_fraction = test_fraction
         self.lowercase = lowercase
         self.labels: list[str] | None = None
+        self.chars: Vocab | None = None
 
     def _load_records(self) -> dict[str, list]:
         ds = load_spam(
@@ -86,17 +88,24 @@ class ClassificationDataModule(TextDataModule):
             max_size=self.max_vocab_size,
         )
         self.labels = sorted({r["label"] for split in records.values() for r in split})
+        # Characters of the original spelling: capitals and digits are cues (FREE, 08712...).
+        self.chars = Vocab.build(list(w) for r in records["train"] for w in self._words(r))
 
     def _adopt(self, metadata: dict) -> None:
         vocab = Vocab.from_dict(metadata["vocab"])
         if vocab.pad_id is None or vocab.unk_id is None:
             raise ValueError("the adopted vocabulary needs pad and unk tokens for classification")
         self.vocab, self.labels = vocab, list(metadata["labels"])
+        self.chars = Vocab.from_dict(metadata["chars"])
 
     def metadata(self) -> dict:
         if self.vocab is None or self.labels is None:
             raise RuntimeError("metadata() needs setup() first")
-        meta = {"vocab": self.vocab.to_dict(), "labels": list(self.labels)}
+        meta = {
+            "vocab": self.vocab.to_dict(),
+            "labels": list(self.labels),
+            "chars": self.chars.to_dict(),
+        }
         if "train" in self._records:  # for class weighting; not needed to use a checkpoint
             meta["class_counts"] = self.class_counts()
         return meta
@@ -113,14 +122,23 @@ class ClassificationDataModule(TextDataModule):
         unknown = Counter(r["label"] for r in records if r["label"] not in label_ids)
         if unknown:
             raise ValueError(f"the {split} split has labels outside {self.labels}: {dict(unknown)}")
-        return [
-            {
-                "ids": self.vocab.encode(tokenize(r["text"], self.lowercase))
-                or [self.vocab.unk_id],
-                "label": label_ids[r["label"]],
-            }
-            for r in records
-        ]
+        items = []
+        for r in records:
+            words = self._words(r)
+            keys = [w.lower() for w in words] if self.lowercase else words
+            items.append(
+                {
+                    "ids": self.vocab.encode(keys),
+                    "label": label_ids[r["label"]],
+                    "chars": spell(words, self.chars),
+                }
+            )
+        return items
+
+    @staticmethod
+    def _words(record: dict) -> list[str]:
+        """The message's words as written; an empty message is one unknown word."""
+        return tokenize(record["text"], lowercase=False) or ["<unk>"]
 
     def _collate_fn(self):
         return partial(collate_classification, pad_id=self.vocab.pad_id)

@@ -33,6 +33,7 @@ class ClassificationTask(EncoderTask):
     Args:
         vocab: `Vocab.to_dict()` of the training words.
         labels: label names; id i is `labels[i]`.
+        chars: `Vocab.to_dict()` of the training characters (for `model.char_embedding_dim`).
         model: `configs/model/*.yaml`: the `Classifier` arguments (an RNN, bidirectional,
             with `classifier_hidden` units in the feed-forward head: `configs/task/cls.yaml`).
         class_counts: training examples per label (from the data), for the weighting.
@@ -51,6 +52,7 @@ class ClassificationTask(EncoderTask):
         vocab: dict,
         labels: list[str],
         model: dict,
+        chars: dict | None = None,
         class_counts: list[int] | None = None,
         class_weighting: ClassWeighting = "none",
         positive_label: str | None = None,
@@ -70,6 +72,7 @@ class ClassificationTask(EncoderTask):
         check_choice("class_weighting", class_weighting, ("none", "balanced"))
         self.vocab = Vocab.from_dict(vocab)
         self.labels = list(labels)
+        self.chars = Vocab.from_dict(chars) if chars else None
         C = len(self.labels)
         if C < 2:
             raise ValueError(f"classification needs at least 2 labels, got {self.labels}")
@@ -77,7 +80,11 @@ class ClassificationTask(EncoderTask):
         check_choice("positive_label", positive_label, self.labels)
         self.positive = self.labels.index(positive_label)
         self.model = Classifier(
-            len(self.vocab), C, padding_idx=self.vocab.pad_id, **encoder_kwargs(model, "cls")
+            len(self.vocab),
+            C,
+            num_chars=len(self.chars) if self.chars else 0,
+            padding_idx=self.vocab.pad_id,
+            **encoder_kwargs(model, "cls"),
         )
         weight = None
         if class_weighting == "balanced":
@@ -109,7 +116,7 @@ class ClassificationTask(EncoderTask):
         return self.model(tokens, lengths)
 
     def _step(self, batch: dict, stage: str) -> Tensor:
-        logits = self.model(batch["tokens"], batch["lengths"])  # (B, C)
+        logits = self.model(batch["tokens"], batch["lengths"], batch.get("chars"))  # (B, C)
         loss = F.cross_entropy(logits, batch["label"], weight=self.class_weight)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(logits))
         self.metrics[f"{stage}_metrics"].update(logits, batch["label"])
@@ -152,10 +159,6 @@ class ClassificationTask(EncoderTask):
     @torch.no_grad()
     def predict_proba(self, text: str) -> dict[str, float]:
         """The probability of every label for a document."""
-        self.eval()
-        words = tokenize(text, lowercase=self.hparams.lowercase) or [
-            self.vocab.itos[self.vocab.unk_id]
-        ]
-        ids = torch.tensor([self.vocab.encode(words)], device=self.device)
-        probs = torch.softmax(self.model(ids)[0].float(), -1)
+        words = tokenize(text, lowercase=False) or ["<unk>"]  # as the data module reads it
+        probs = torch.softmax(self._logits(words).float(), -1)
         return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}

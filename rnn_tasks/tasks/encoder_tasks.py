@@ -3,9 +3,11 @@ the `model` config and loading pretrained word vectors into it."""
 
 from __future__ import annotations
 
+import torch
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
 
-from ..text import Vocab
+from ..text import Vocab, pad_chars, spell
 from .base import RecurrentTask
 from .pretrained import pretrained_vectors
 
@@ -33,6 +35,22 @@ class EncoderTask(RecurrentTask):
     """
 
     vocab: Vocab
+    chars: Vocab | None  # the training characters, for a `CharEncoder`
+
+    def spell(self, sentences: list[list[str]]) -> Tensor | None:
+        """Character ids (B, T, L) of right-padded sentences, for a model that spells."""
+        if self.chars is None or self.model.encoder.chars is None:
+            return None
+        spelled = [spell(words, self.chars) for words in sentences]
+        return pad_chars(spelled, max(map(len, sentences))).to(self.device)
+
+    @torch.no_grad()
+    def _logits(self, words: list[str]) -> Tensor:
+        """The model's output for one text given as words (no batch dimension)."""
+        self.eval()
+        keys = [w.lower() for w in words] if self.hparams.lowercase else words
+        ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
+        return self.model(ids, chars=self.spell([words]))[0]
 
     def setup(self, stage: str) -> None:
         spec = self.hparams.get("embeddings") or {}

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import Tagger
-from ..text import Vocab, pad_chars, spell, tokenize
+from ..text import Vocab, tokenize
 from .base import STAGES
 from .encoder_tasks import EncoderTask, encoder_kwargs
 
@@ -127,11 +127,5 @@ class TaggingTask(EncoderTask):
         words = tokenize(text, lowercase=False) if isinstance(text, str) else list(text)
         if not words:
             return []
-        self.eval()
-        keys = [w.lower() for w in words] if self.hparams.lowercase else words
-        ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
-        chars = None
-        if self.chars is not None:
-            chars = pad_chars([spell(words, self.chars)], len(words)).to(self.device)
-        best = self.model(ids, chars=chars).argmax(-1)[0]
+        best = self._logits(words).argmax(-1)
         return [(w, self.tags[int(t)]) for w, t in zip(words, best, strict=True)]
