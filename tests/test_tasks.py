@@ -69,8 +69,10 @@ def test_perplexity_is_exp_of_total_nll_over_total_tokens():
     task = lm_task().eval()
     logged = {}
     task.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
-    batches = [{"input": torch.randint(0, 97, (2, n)), "target": torch.randint(0, 97, (2, n))}
-               for n in (7, 7, 3)]
+    batches = [
+        {"input": torch.randint(0, 97, (2, n)), "target": torch.randint(0, 97, (2, n))}
+        for n in (7, 7, 3)
+    ]
     task.on_test_epoch_start()
     total, count = 0.0, 0
     state = None
@@ -78,8 +80,9 @@ def test_perplexity_is_exp_of_total_nll_over_total_tokens():
         for batch in batches:
             task._step(batch, "test")
             logits, state = task.model(batch["input"], state)
-            nll = F.cross_entropy(logits.reshape(-1, 97), batch["target"].reshape(-1),
-                                  reduction="sum")
+            nll = F.cross_entropy(
+                logits.reshape(-1, 97), batch["target"].reshape(-1), reduction="sum"
+            )
             total, count = total + float(nll), count + batch["target"].numel()
     task.on_test_epoch_end()
     assert logged["test/ppl"] == pytest.approx(math.exp(total / count), rel=1e-5)
@@ -135,14 +138,22 @@ def test_tagger_starts_near_log_c_and_overfits():
 def test_classifier_overfits_and_balanced_weights():
     torch.manual_seed(0)
     vocab = Vocab(["<pad>", "<unk>", *WORDS])
-    task = ClassificationTask(vocab.to_dict(), ["ham", "spam"], {**RNN, "bidirectional": True},
-                              class_counts=[30, 10], class_weighting="balanced")
+    task = ClassificationTask(
+        vocab.to_dict(),
+        ["ham", "spam"],
+        {**RNN, "bidirectional": True},
+        class_counts=[30, 10],
+        class_weighting="balanced",
+    )
     torch.testing.assert_close(task.class_weight, torch.tensor([40 / 60, 40 / 20]))
     assert task.positive == 1
     g = torch.Generator().manual_seed(0)
     batch = tagging_batch(g)
-    batch = {"tokens": batch["tokens"], "lengths": batch["lengths"],
-             "label": torch.tensor([0, 1, 1, 0])}
+    batch = {
+        "tokens": batch["tokens"],
+        "lengths": batch["lengths"],
+        "label": torch.tensor([0, 1, 1, 0]),
+    }
     task.log = lambda *a, **k: None
     opt = torch.optim.Adam(task.parameters(), lr=1e-2)
     for _ in range(100):
@@ -156,12 +167,12 @@ def test_classifier_overfits_and_balanced_weights():
 def test_bad_task_arguments_name_the_choices():
     vocab = Vocab(["<pad>", "<unk>", *WORDS]).to_dict()
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        TaggingTask(vocab, ["A"], RNN, optimizer="rmsprop")
+        TaggingTask(vocab, ["A", "B"], RNN, optimizer="rmsprop")
     with pytest.raises(ValueError, match="class_weighting must be one of"):
         ClassificationTask(vocab, ["a", "b"], RNN, class_weighting="inverse")
     with pytest.raises(ValueError, match="positive_label must be one of"):
         ClassificationTask(vocab, ["a", "b"], RNN, positive_label="spam")
     with pytest.raises(ValueError, match="language model only"):
-        TaggingTask(vocab, ["A"], {"type": "ffnn", "embedding_dim": 4, "hidden_size": 4})
+        TaggingTask(vocab, ["A", "B"], {"type": "ffnn", "embedding_dim": 4, "hidden_size": 4})
     with pytest.raises(ValueError, match="applies to task=lm only"):
-        TaggingTask(vocab, ["A"], {**RNN, "tie_weights": True})
+        TaggingTask(vocab, ["A", "B"], {**RNN, "tie_weights": True})

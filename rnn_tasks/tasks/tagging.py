@@ -55,6 +55,8 @@ class TaggingTask(EncoderTask):
         self._check_optimizer()
         self.vocab = Vocab.from_dict(vocab)
         self.tags = list(tags)
+        if len(self.tags) < 2:
+            raise ValueError(f"tagging needs at least 2 tags, got {self.tags}")
         self.chars = Vocab.from_dict(chars) if chars else None
         self.model = Tagger(
             len(self.vocab),

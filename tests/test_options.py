@@ -1,0 +1,132 @@
+"""The training options of the experiments: dropout placement, tied embeddings, the
+character encoder and pretrained word vectors. Each test can fail."""
+
+import gzip
+
+import pytest
+import torch
+
+from rnn_tasks.models import CharEncoder, Classifier, Encoder, LanguageModel, Tagger
+from rnn_tasks.tasks import LanguageModelTask, TaggingTask
+from rnn_tasks.tasks.pretrained import lm_checkpoint_vectors
+from rnn_tasks.text import Vocab
+from rnn_tasks.text.embeddings import read_vectors
+
+V, E, H = 50, 8, 12
+
+
+def test_embedding_dropout_acts_on_the_embeddings_in_training_only():
+    torch.manual_seed(0)
+    enc = Encoder(V, E, H, cell="gru", embedding_dropout=1.0)  # p=1 zeroes every input
+    tokens = torch.randint(0, V, (3, 5))
+    out, _ = enc(tokens)
+    zeros, _ = enc.rnn(torch.zeros(3, 5, E))
+    torch.testing.assert_close(out, zeros)
+    enc.eval()
+    plain, _ = enc.rnn(enc.embedding(tokens))
+    torch.testing.assert_close(enc(tokens)[0], plain)
+
+
+def test_output_dropout_acts_before_the_output_layer():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, V, (2, 4))
+    lm = LanguageModel(V, E, H, output_dropout=1.0)
+    logits, _ = lm(tokens)
+    torch.testing.assert_close(logits, lm.V.bias.expand_as(logits))  # nothing but the bias
+    tagger = Tagger(V, 5, output_dropout=1.0, embedding_dim=E, hidden_size=H)
+    torch.testing.assert_close(tagger(tokens), tagger.V.bias.expand(2, 4, 5))
+    clf = Classifier(V, 2, output_dropout=1.0, embedding_dim=E, hidden_size=H)
+    torch.testing.assert_close(clf(tokens), clf.head[-1].bias.expand(2, 2))
+    for model in (lm, tagger, clf):
+        model.eval()
+        out = model(tokens)[0] if model is lm else model(tokens)
+        assert out.std() > 0
+
+
+def test_tied_weights_share_one_tensor_and_its_gradient():
+    torch.manual_seed(0)
+    lm = LanguageModel(V, E, E, tie_weights=True)
+    names = [n for n, _ in lm.named_parameters()]
+    assert "V.weight" not in names  # one parameter, counted once
+    tokens = torch.randint(0, V, (2, 4))
+    logits, _ = lm(tokens)
+    logits.sum().backward()
+    grad = lm.encoder.embedding.weight.grad
+    unused = sorted(set(range(V)) - set(tokens.flatten().tolist()))
+    assert grad[unused].abs().sum() > 0  # words never read still learn through the output layer
+
+
+def test_char_encoder_sees_only_each_words_own_characters():
+    torch.manual_seed(0)
+    enc = CharEncoder(20, 6, 7, cell="lstm").eval()
+    chars = torch.randint(1, 20, (2, 3, 5))
+    chars[0, 1, 3:] = 0  # a shorter word
+    real = torch.tensor([[True, True, True], [True, True, False]])
+    out = enc(chars, real)  # (2, 3, 14)
+    alone = enc(chars[0:1, 1:2, :3], torch.ones(1, 1, dtype=torch.bool))
+    torch.testing.assert_close(out[0, 1], alone[0, 0], atol=1e-6, rtol=1e-6)
+    assert torch.all(out[1, 2] == 0)  # padding words get no vector
+
+
+def test_tagger_with_chars_tells_unknown_words_apart_by_spelling():
+    torch.manual_seed(0)
+    tagger = Tagger(V, 4, num_chars=20, char_embedding_dim=6, char_hidden_size=7,
+                    embedding_dim=E, hidden_size=H, bidirectional=True).eval()  # fmt: skip
+    tokens = torch.tensor([[1, 1]])  # the same (unknown) word id twice...
+    chars = torch.tensor([[[3, 4, 5], [6, 7, 0]]])  # ...spelled differently
+    logits = tagger(tokens, torch.tensor([2]), chars)
+    assert not torch.allclose(logits[0, 0], logits[0, 1])
+    with pytest.raises(ValueError, match="pass chars"):
+        tagger(tokens)
+
+
+def write_vectors(path, rows, header=False):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", encoding="utf-8") as f:
+        if header:
+            f.write(f"{len(rows)} {len(next(iter(rows.values())))}\n")
+        for word, vec in rows.items():
+            f.write(word + " " + " ".join(str(v) for v in vec) + "\n")
+
+
+@pytest.mark.parametrize("name,header", [("glove.txt", False), ("w2v.txt.gz", True)])
+def test_read_vectors_matches_words_and_falls_back_to_lowercase(tmp_path, name, header):
+    path = tmp_path / name
+    write_vectors(path, {"the": [1, 2], "paris": [3, 4], "<pad>": [9, 9]}, header)
+    vocab = Vocab(["<pad>", "<unk>", "the", "Paris", "zebra"])
+    vectors, found = read_vectors(path, vocab)
+    assert found.tolist() == [False, False, True, True, False]  # padding stays zero
+    torch.testing.assert_close(vectors[3], torch.tensor([3.0, 4.0]))
+
+
+def test_read_vectors_reports_the_bad_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("the 1 2\ncat 3\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: expected a word and 2 numbers"):
+        read_vectors(path, Vocab(["<pad>", "<unk>", "the"]))
+
+
+def test_tagger_takes_embeddings_from_a_file_and_from_an_lm_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "the", "cat"])
+    write_vectors(tmp_path / "v.txt", {"the": [1.0] * E, "cat": [2.0] * E})
+    model = dict(embedding_dim=E, hidden_size=H, bidirectional=True)
+    task = TaggingTask(
+        vocab.to_dict(), ["A", "B"], model, embeddings={"path": str(tmp_path / "v.txt")}
+    )
+    task.setup("fit")
+    torch.testing.assert_close(task.model.encoder.embedding.weight[3], torch.full((E,), 2.0))
+
+    lm_vocab = Vocab(["<unk>", "<eos>", "cat", "dog"], pad=None)
+    lm = LanguageModelTask(lm_vocab.to_dict(), dict(embedding_dim=E, hidden_size=H))
+    ckpt = tmp_path / "lm.ckpt"
+    torch.save({"rnn_tasks": {"task": "lm"}, "hyper_parameters": dict(lm.hparams),
+                "state_dict": lm.state_dict()}, ckpt)  # fmt: skip
+    vectors, found = lm_checkpoint_vectors(ckpt, vocab)
+    assert found.tolist() == [False, False, False, True]
+    torch.testing.assert_close(vectors[3], lm.model.encoder.embedding.weight[2])
+
+    wrong = TaggingTask(vocab.to_dict(), ["A", "B"], {**model, "embedding_dim": 3},
+                        embeddings={"path": str(tmp_path / "v.txt")})  # fmt: skip
+    with pytest.raises(ValueError, match=f"set model.embedding_dim={E}"):
+        wrong.setup("fit")
