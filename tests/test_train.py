@@ -89,3 +89,12 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path):
     cfg, _ = pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2")
     resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["epoch"] == 1  # epoch 0 came from the first run
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml"))
+)
+def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
+    cfg = make_cfg(tmp_path, [f"experiment={name}"])
+    assert cfg.results == f"results/{name}.json" and cfg.run_name == name
+    assert (cfg.data.path or "").startswith("../shared/data/") or cfg.data.get("name") == "ptb"
