@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .nn import RNN
+from . import nn as recurrent  # our hand-written layers (not torch.nn)
 from .nn.rnn import CellName, State
 
 
@@ -43,7 +43,7 @@ class CharEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(num_chars, embedding_dim, padding_idx=0)
-        self.rnn = RNN(embedding_dim, hidden_size, cell=cell, bidirectional=True)
+        self.rnn = recurrent.RNN(embedding_dim, hidden_size, cell=cell, bidirectional=True)
 
     @property
     def output_size(self) -> int:
@@ -106,7 +106,7 @@ class Encoder(nn.Module):
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.chars = chars
         input_size = embedding_dim + (chars.output_size if chars else 0)
-        self.rnn = RNN(
+        self.rnn = recurrent.RNN(
             input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
         )
 

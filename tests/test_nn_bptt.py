@@ -16,8 +16,18 @@ from rnn_tasks.nn import RNN, unroll
 from rnn_tasks.nn.bptt import GRUBPTT, LSTMBPTT, ElmanBPTT
 from rnn_tasks.nn.cells import ElmanCell, GRUCell, LSTMCell
 
-T, B, H = 4, 3, 3
+T, B, D, H = 4, 3, 2, 3
 LENGTHS = [4, 1, 2]  # one full row, one of a single step, one in between
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
+    thread-pool stalls out of the suite's run time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def mask_for(lengths, T):
@@ -30,34 +40,47 @@ def rand(*shape, requires_grad=True):
 
 masks = pytest.mark.parametrize("masked", [False, True], ids=["full", "masked"])
 directions = pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+layouts = pytest.mark.parametrize("layout", ["time-major", "batch-first"])
 
 
+def weights(G, layout):
+    """x (T, B, D), W (G*H, D), b (G*H,), U (G*H, H), all float64 and requiring grad.
+
+    `x` is time-major in memory or, as `RNN` passes it, a batch-first batch seen time-major.
+    """
+    x = rand(T, B, D) if layout == "time-major" else rand(B, T, D).transpose(0, 1).detach()
+    return x.requires_grad_(), rand(G * H, D), rand(G * H), rand(G * H, H)
+
+
+@layouts
 @masks
 @directions
 @pytest.mark.parametrize("relu", [False, True], ids=["tanh", "relu"])
-def test_elman_bptt_gradcheck(masked, reverse, relu):
+def test_elman_bptt_gradcheck(masked, reverse, relu, layout):
     torch.manual_seed(0)
     mask = mask_for(LENGTHS, T) if masked else None
-    xw, h0, U = rand(T, B, H), rand(B, H), rand(H, H)
-    assert gradcheck(lambda *a: ElmanBPTT.apply(*a, mask, reverse, relu), (xw, h0, U))
+    inputs = (*weights(1, layout), rand(B, H))
+    assert gradcheck(lambda *a: ElmanBPTT.apply(*a, mask, reverse, relu), inputs)
 
 
+@layouts
 @masks
 @directions
-def test_lstm_bptt_gradcheck(masked, reverse):
+def test_lstm_bptt_gradcheck(masked, reverse, layout):
     torch.manual_seed(0)
     mask = mask_for(LENGTHS, T) if masked else None
-    xw, h0, c0, U = rand(T, B, 4 * H), rand(B, H), rand(B, H), rand(4 * H, H)
-    assert gradcheck(lambda *a: LSTMBPTT.apply(*a, mask, reverse), (xw, h0, c0, U))
+    inputs = (*weights(4, layout), rand(B, H), rand(B, H))
+    assert gradcheck(lambda *a: LSTMBPTT.apply(*a, mask, reverse), inputs)
 
 
+@layouts
 @masks
 @directions
-def test_gru_bptt_gradcheck(masked, reverse):
+def test_gru_bptt_gradcheck(masked, reverse, layout):
     torch.manual_seed(0)
     mask = mask_for(LENGTHS, T) if masked else None
-    xw, h0, U, b_hn = rand(T, B, 3 * H), rand(B, H), rand(3 * H, H), rand(H)
-    assert gradcheck(lambda *a: GRUBPTT.apply(*a, mask, reverse), (xw, h0, U, b_hn))
+    inputs = (*weights(3, layout), rand(H), rand(B, H))
+    assert gradcheck(lambda *a: GRUBPTT.apply(*a, mask, reverse), inputs)
 
 
 @masks

@@ -16,6 +16,16 @@ cells = pytest.mark.parametrize(("cell", "nonlinearity"), CELLS, ids=CELL_IDS)
 directions = pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
+    thread-pool stalls out of the suite's run time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def states(state) -> tuple[torch.Tensor, ...]:
     return state if isinstance(state, tuple) else (state,)
 
@@ -27,26 +37,31 @@ def make(cell, nonlinearity, **kwargs) -> RNN:
 # -- padding ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bptt", ["manual", "autograd"])
+@pytest.mark.parametrize("bptt", ["manual", "autograd", "no-grad"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @directions
 @cells
 def test_padding_invariance(cell, nonlinearity, bidirectional, num_layers, bptt):
     """Row i of a padded batch is row i run alone; padding's values never matter."""
     torch.manual_seed(0)
+    grad = bptt != "no-grad"
+    bptt = bptt if grad else "manual"
     rnn = make(cell, nonlinearity, num_layers=num_layers, bidirectional=bidirectional, bptt=bptt)
     T_pad = T + 2  # every row padded, the longest too
     x = torch.randn(B, T_pad, D, dtype=torch.float64)
     pad = torch.arange(T_pad).unsqueeze(0) >= torch.tensor(LENGTHS).unsqueeze(1)  # (B, T)
     x[pad] = 1e3  # garbage that would show if it leaked into any result
-    x.requires_grad_()
-    out, state = rnn(x, LENGTHS)  # (B, T_pad, H*K)
-    (out.sum() + sum(s.sum() for s in states(state))).backward()
+    x.requires_grad_(grad)
+    with torch.set_grad_enabled(grad):
+        out, state = rnn(x, LENGTHS)  # (B, T_pad, H*K)
+    if grad:
+        (out.sum() + sum(s.sum() for s in states(state))).backward()
+        assert torch.equal(x.grad[pad], torch.zeros_like(x.grad[pad]))  # padding gets no error
 
     assert torch.equal(out[pad], torch.zeros_like(out[pad]))
-    assert torch.equal(x.grad[pad], torch.zeros_like(x.grad[pad]))  # padding gets no error
     for i, n in enumerate(LENGTHS):
-        alone_out, alone_state = rnn(x[i : i + 1, :n].detach())
+        with torch.set_grad_enabled(grad):
+            alone_out, alone_state = rnn(x[i : i + 1, :n].detach())
         torch.testing.assert_close(out[i : i + 1, :n], alone_out, atol=1e-12, rtol=1e-12)
         for s, s_alone in zip(states(state), states(alone_state), strict=True):
             torch.testing.assert_close(s[:, i : i + 1], s_alone, atol=1e-12, rtol=1e-12)
@@ -144,10 +159,12 @@ def test_dropout_acts_on_the_lower_layers_output():
 # -- step -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no-grad"])
 @pytest.mark.parametrize("given_state", [False, True], ids=["zero-state", "given-state"])
 @pytest.mark.parametrize("num_layers", [1, 2])
 @cells
-def test_step_reproduces_forward(cell, nonlinearity, num_layers, given_state):
+def test_step_reproduces_forward(cell, nonlinearity, num_layers, given_state, grad):
+    """`step` as generation runs it (under no_grad) and as training would (with autograd)."""
     torch.manual_seed(0)
     rnn = make(cell, nonlinearity, num_layers=num_layers)
     x = torch.randn(B, T, D, dtype=torch.float64)
@@ -158,7 +175,9 @@ def test_step_reproduces_forward(cell, nonlinearity, num_layers, given_state):
     out, final = rnn(x, state=state0)
     state = state0
     for t in range(T):
-        y, state = rnn.step(x[:, t], state)
+        with torch.set_grad_enabled(grad):
+            y, state = rnn.step(x[:, t], state)
+        assert y.requires_grad == grad
         torch.testing.assert_close(y, out[:, t], atol=1e-12, rtol=1e-12)
     for s, s_ref in zip(states(state), states(final), strict=True):
         torch.testing.assert_close(s, s_ref, atol=1e-12, rtol=1e-12)

@@ -27,6 +27,16 @@ RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 RAGGED = [7, 1, 3, 7, 2, 5, 6, 4, 7, 1, 3, 2, 6]  # B lengths, both ends of [1, T] included
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
+    thread-pool stalls out of the suite's run time."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def assert_equal_to(actual: Tensor, expected: Tensor, what: str) -> None:
     """float64 within 1e-10; float32 within 1e-5 of the reference's largest entry.
 
@@ -137,3 +147,64 @@ def test_matches_torch(kind, num_layers, bidirectional, ragged, with_state, dtyp
     for name, g, g_ref in gradient_pairs(ours, theirs):
         assert g is not None, name
         assert_equal_to(g, g_ref, f"{name}.grad")
+
+
+@pytest.mark.parametrize("no_grad", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "given-state"])
+@pytest.mark.parametrize("ragged", [False, True], ids=["equal", "ragged"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_matches_torch_without_grad(
+    kind, num_layers, bidirectional, ragged, with_state, dtype, no_grad
+):
+    """Without autograd the forward kernels keep nothing for backward: same numbers."""
+    torch.manual_seed(0)
+    cls, kwargs = KINDS[kind]
+    theirs = cls(D, H, num_layers, batch_first=True, bidirectional=bidirectional, **kwargs)
+    theirs = theirs.to(dtype)
+    ours = RNN.from_torch(theirs)
+    x = torch.randn(B, T, D, dtype=dtype)
+    lengths = torch.tensor(RAGGED) if ragged else None
+    state = None
+    if with_state:
+        rows = num_layers * (2 if bidirectional else 1)
+        s = [torch.randn(rows, B, H, dtype=dtype) for _ in range(2)]
+        state = tuple(s) if kind == "lstm" else s[0]
+    with no_grad():
+        out, final = ours(x, lengths, state)
+        out_ref, final_ref = run_torch(theirs, x, lengths, state)
+    assert not out.requires_grad
+    assert_equal_to(out, out_ref, "output")
+    for i, (s, s_ref) in enumerate(zip(as_tuple(final), as_tuple(final_ref), strict=True)):
+        assert_equal_to(s, s_ref, ("h_n", "c_n")[i])
+
+
+@pytest.mark.parametrize("frozen", ["input", "weights"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_gradients_when_only_some_inputs_require_them(kind, frozen):
+    """An embedding's output (x requires grad) or fixed features (it does not), frozen
+    weights or trained ones: whatever requires a gradient gets torch's."""
+    torch.manual_seed(0)
+    cls, kwargs = KINDS[kind]
+    theirs = cls(D, H, 2, batch_first=True, bidirectional=True, **kwargs).double()
+    ours = RNN.from_torch(theirs)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    lengths = torch.tensor(RAGGED)
+    if frozen == "weights":
+        for p in (*ours.parameters(), *theirs.parameters()):
+            p.requires_grad_(False)
+    x_ours, x_ref = (x.clone().requires_grad_(frozen == "weights") for _ in range(2))
+    out, state = ours(x_ours, lengths)
+    out_ref, state_ref = run_torch(theirs, x_ref, lengths, None)
+    probes = [torch.randn_like(p) for p in (out_ref, *as_tuple(state_ref))]
+    probe_loss(out, state, probes).backward()
+    probe_loss(out_ref, state_ref, probes).backward()
+    if frozen == "weights":
+        assert_equal_to(x_ours.grad, x_ref.grad, "x.grad")
+        assert all(p.grad is None for p in ours.parameters())
+    else:
+        assert x_ours.grad is None
+        for name, g, g_ref in gradient_pairs(ours, theirs):
+            assert_equal_to(g, g_ref, f"{name}.grad")

@@ -26,6 +26,12 @@ NONLINEARITIES: dict[str, object] = {"tanh": torch.tanh, "relu": torch.relu}
 LSTMState = tuple[Tensor, Tensor]
 
 
+def _empty_like(state: Tensor | LSTMState) -> Tensor | LSTMState:
+    if isinstance(state, tuple):
+        return tuple(_empty_like(s) for s in state)
+    return torch.empty_like(state, memory_format=torch.contiguous_format)
+
+
 class _Cell(nn.Module):
     """Shared parameters: input weights `W` (G*H, D), recurrent weights `U` (G*H, H), bias `b`."""
 
@@ -62,7 +68,14 @@ class _Cell(nn.Module):
         """One time step: `x_t` (B, D) -> `(h_t (B, H), state)`."""
         if state is None:
             state = self.initial_state(x_t.shape[0], x_t)
+        if not torch.is_grad_enabled():  # generation: no graph to keep, work in place
+            return self._step_into(x_t, state, _empty_like(state))
         return self.recur(self.project(x_t), state)
+
+    def _step_into(self, x_t: Tensor, state, out):
+        """`forward` without autograd: in-place work, the new state written into `out`
+        (same structure as `state`, not sharing its memory)."""
+        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -89,6 +102,11 @@ class ElmanCell(_Cell):
 
     def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         h = NONLINEARITIES[self.nonlinearity](torch.addmm(xw_t, h, self.U.t()))
+        return h, h
+
+    def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        a = torch.addmm(self.b, x_t, self.W.t(), out=out).addmm_(h, self.U.t())
+        h = a.relu_() if self.nonlinearity == "relu" else a.tanh_()
         return h, h
 
     def extra_repr(self) -> str:
@@ -122,6 +140,16 @@ class LSTMCell(_Cell):
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
 
+    def _step_into(self, x_t: Tensor, state: LSTMState, out: LSTMState) -> tuple[Tensor, LSTMState]:
+        (h, c), (h_out, c_out) = state, out
+        H = self.hidden_size
+        a = torch.addmm(self.b, x_t, self.W.t()).addmm_(h, self.U.t())
+        g = a[:, 2 * H : 3 * H].tanh()
+        a = a.sigmoid_()  # i, f, o (the g block is not read again)
+        c = torch.mul(a[:, H : 2 * H], c, out=c_out).addcmul_(a[:, :H], g)
+        h = torch.tanh(c, out=h_out).mul_(a[:, 3 * H :])
+        return h, (h, c)
+
 
 class GRUCell(_Cell):
     """Gated recurrent unit (Cho et al. 2014; torch's gate order and bias placement).
@@ -149,6 +177,15 @@ class GRUCell(_Cell):
         r, z = rz[:, :H], rz[:, H:]
         n = torch.tanh(xw_t[:, 2 * H :] + r * (hw[:, 2 * H :] + self.b_hn))
         h = n + z * (h - n)  # == (1 - z) * n + z * h
+        return h, h
+
+    def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
+        H = self.hidden_size
+        a = torch.addmm(self.b, x_t, self.W.t())
+        rz = a[:, : 2 * H].addmm_(h, self.U[: 2 * H].t()).sigmoid_()
+        hn = torch.addmm(self.b_hn, h, self.U[2 * H :].t())
+        n = a[:, 2 * H :].addcmul_(rz[:, :H], hn).tanh_()
+        h = torch.lerp(n, h, rz[:, H:], out=out)  # (1 - z) n + z h
         return h, h
 
 

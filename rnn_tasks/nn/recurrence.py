@@ -1,12 +1,15 @@
 """Unroll one cell over a whole sequence, in one direction.
 
-Shapes are time-major here: T time, B batch, D input, H hidden.
+Shapes are time-major here: T time, B batch, D input, H hidden. (The memory behind them may
+be batch-first: `RNN` passes `x.transpose(0, 1)`, and the kernels keep that memory order.)
 
 `unroll(cell, x, state, mask, reverse, bptt)` returns every step's state (T, B, H) and the
 final state. Two implementations of the same function:
 
 - `bptt="manual"`: the hand-written backward pass of `rnn_tasks.nn.bptt` (the default;
-  faster, since the weight gradients become one matmul over the whole sequence);
+  faster, since the weight gradients become one matmul over the whole sequence). When no
+  gradient is needed (`torch.no_grad`, `torch.inference_mode`, nothing requires grad) the
+  same forward kernels run without keeping anything for a backward pass;
 - `bptt="autograd"`: a plain Python loop over `cell.recur`, differentiated by autograd.
   This is the lecture's definition run as written, and the reference in the tests.
 
@@ -20,16 +23,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .bptt import GRUBPTT, LSTMBPTT, ElmanBPTT
+from .bptt import GRUBPTT, LSTMBPTT, ElmanBPTT, elman_forward, gru_forward, lstm_forward
 from .cells import ElmanCell, GRUCell, LSTMCell, LSTMState, _Cell
 
 BPTT = Literal["manual", "autograd"]
 BPTT_MODES = ("manual", "autograd")
-
-
-def _lstm_order(H: int, device: torch.device) -> Tensor:
-    """Row permutation from torch's gate order (i, f, g, o) to the kernel's (o, i, f, g)."""
-    return torch.cat([torch.arange(k * H, (k + 1) * H, device=device) for k in (3, 0, 1, 2)])
 
 
 def unroll(
@@ -39,29 +37,57 @@ def unroll(
     mask: Tensor | None = None,
     reverse: bool = False,
     bptt: BPTT = "manual",
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | LSTMState]:
     """Run `cell` over `x` (T, B, D) from `state`; returns (states (T, B, H), final state).
 
     `mask` (T, B, 1) bool marks real steps; padded steps keep the state unchanged, so the
     final state is each sequence's state after its last real step in this direction.
+    `out`, a (T, B, H) tensor or view, receives the states (a bidirectional layer passes
+    its two halves of one (T, B, 2H) buffer, so no concatenation is needed).
     """
     if bptt == "autograd":
-        return _unroll_autograd(cell, x, state, mask, reverse)
-    first = 0 if reverse else -1  # index of the last step processed
+        S, final = _unroll_autograd(cell, x, state, mask, reverse)
+    elif _needs_grad(cell, x, state) or not isinstance(cell, (ElmanCell, LSTMCell, GRUCell)):
+        S, final = _unroll_manual(cell, x, state, mask, reverse)
+    else:
+        return _unroll_inference(cell, x, state, mask, reverse, out)
+    if out is not None:
+        S = out.copy_(S)
+    return S, final
+
+
+def _needs_grad(cell: _Cell, x: Tensor, state) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    states = state if isinstance(state, tuple) else (state,)
+    return any(t.requires_grad for t in (x, *states, *cell.parameters()))
+
+
+def _unroll_manual(cell, x, state, mask, reverse):
+    """The hand-written BPTT of `rnn_tasks.nn.bptt`: one autograd node per layer-direction."""
     if isinstance(cell, LSTMCell):
         h0, c0 = state
-        order = _lstm_order(cell.hidden_size, x.device)
-        xw = torch.nn.functional.linear(x, cell.W[order], cell.b[order])
-        S, c_n = LSTMBPTT.apply(xw, h0, c0, cell.U[order], mask, reverse)
-        return S, (S[first], c_n)
-    xw = cell.project(x)  # (T, B, G*H): the input side of every step in one matmul
+        S, h_n, c_n = LSTMBPTT.apply(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse)
+        return S, (h_n, c_n)
     if isinstance(cell, GRUCell):
-        S = GRUBPTT.apply(xw, state, cell.U, cell.b_hn, mask, reverse)
-    elif isinstance(cell, ElmanCell):
-        S = ElmanBPTT.apply(xw, state, cell.U, mask, reverse, cell.nonlinearity == "relu")
-    else:
-        raise TypeError(f"no hand-written BPTT for {type(cell).__name__}; use bptt='autograd'")
-    return S, S[first]
+        return GRUBPTT.apply(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse)
+    if isinstance(cell, ElmanCell):
+        relu = cell.nonlinearity == "relu"
+        return ElmanBPTT.apply(x, cell.W, cell.b, cell.U, state, mask, reverse, relu)
+    raise TypeError(f"no hand-written BPTT for {type(cell).__name__}; use bptt='autograd'")
+
+
+def _unroll_inference(cell, x, state, mask, reverse, out):
+    """The same forward kernels, storing nothing for a backward pass that will not come."""
+    if isinstance(cell, LSTMCell):
+        h0, c0 = state
+        S, h, c = lstm_forward(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse, out)
+        return S, (h, c)
+    if isinstance(cell, GRUCell):
+        return gru_forward(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse, out)
+    relu = cell.nonlinearity == "relu"
+    return elman_forward(x, cell.W, cell.b, cell.U, state, mask, reverse, relu, out)
 
 
 def _unroll_autograd(cell, x, state, mask, reverse):

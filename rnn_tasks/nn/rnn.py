@@ -104,23 +104,34 @@ class RNN(nn.Module):
         B, T, _ = x.shape
         mask = self._mask(lengths, B, T, x.device)
         h0, c0 = self._initial_state(state, B, x)
-        layer_in = x.transpose(0, 1)  # (T, B, D): each step's slice is contiguous
+        layer_in = x.transpose(0, 1)  # (T, B, D) view: time-major indexing, batch-first memory
+        K, H = self.num_directions, self.hidden_size
+        # Without autograd both directions write their halves of one batch-first buffer.
+        # With it, torch.cat joins them: cat's backward only slices the gradient, where
+        # writes into a shared buffer would copy all of it once per direction.
+        fill = K > 1 and not self._needs_grad(x, h0, c0)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, self.training)
+            out = layer_in.new_empty(B, T, K * H).transpose(0, 1) if fill else None
             outputs = []
-            for direction in range(self.num_directions):
-                k = layer * self.num_directions + direction
+            for direction in range(K):
+                k = layer * K + direction
                 s0 = h0[k] if c0 is None else (h0[k], c0[k])
-                S, final = unroll(self.cells[k], layer_in, s0, mask, direction == 1, self.bptt)
+                half = None if out is None else out[..., direction * H : (direction + 1) * H]
+                S, final = unroll(
+                    self.cells[k], layer_in, s0, mask, direction == 1, self.bptt, out=half
+                )
                 outputs.append(S)  # (T, B, H)
                 if c0 is None:
                     h_n.append(final)
                 else:
                     h_n.append(final[0])
                     c_n.append(final[1])
-            layer_in = outputs[0] if len(outputs) == 1 else torch.cat(outputs, -1)  # (T, B, H*K)
+            if out is None:
+                out = outputs[0] if K == 1 else torch.cat(outputs, -1)
+            layer_in = out  # (T, B, H*K)
         output = layer_in if mask is None else layer_in * mask
         h_n = torch.stack(h_n)  # (L*K, B, H)
         return output.transpose(0, 1), (h_n if c0 is None else (h_n, torch.stack(c_n)))
@@ -143,6 +154,8 @@ class RNN(nn.Module):
         if x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"x_t must be (batch, {self.input_size}), got {tuple(x_t.shape)}")
         h0, c0 = self._initial_state(state, x_t.shape[0], x_t)
+        if not torch.is_grad_enabled():  # generation: each layer writes its rows of the new state
+            return self._step_no_grad(x_t, h0, c0)
         h_n, c_n = [], []
         inp = x_t
         for layer, cell in enumerate(self.cells):
@@ -156,6 +169,25 @@ class RNN(nn.Module):
                 c_n.append(s[1])
         h_n = torch.stack(h_n)
         return inp, (h_n if c0 is None else (h_n, torch.stack(c_n)))
+
+    def _step_no_grad(self, x_t: Tensor, h0: Tensor, c0: Tensor | None):
+        h_n = torch.empty_like(h0, memory_format=torch.contiguous_format)  # (L, B, H)
+        c_n = None if c0 is None else torch.empty_like(h_n)
+        inp = x_t
+        for layer, cell in enumerate(self.cells):
+            if layer > 0 and self.dropout > 0:
+                inp = nn.functional.dropout(inp, self.dropout, self.training)
+            if c_n is None:
+                inp, _ = cell._step_into(inp, h0[layer], h_n[layer])
+            else:
+                inp, _ = cell._step_into(inp, (h0[layer], c0[layer]), (h_n[layer], c_n[layer]))
+        return inp, (h_n if c_n is None else (h_n, c_n))
+
+    def _needs_grad(self, x: Tensor, h0: Tensor, c0: Tensor | None) -> bool:
+        if not torch.is_grad_enabled():
+            return False
+        tensors = (x, h0, *(() if c0 is None else (c0,)), *self.parameters())
+        return any(t.requires_grad for t in tensors)
 
     # -- input checks --------------------------------------------------------------------
 
