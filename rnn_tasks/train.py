@@ -17,7 +17,6 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile
@@ -76,12 +75,9 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         callbacks.append(
             EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=cfg.monitor_mode)
         )
-    logger = False
-    if cfg.logger == "csv":
-        logger = CSVLogger(save_dir=output_dir, name="", version="")
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    if logger:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    elif cfg.logger not in ("none", None):
-        raise ValueError(f"logger must be one of ['csv', 'none'], got {cfg.logger!r}")
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
         **trainer_args, callbacks=callbacks, logger=logger, default_root_dir=output_dir

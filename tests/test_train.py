@@ -14,7 +14,7 @@ from rnn_tasks.tasks import load_task
 from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
 
 CONFIGS = str(Path(__file__).parents[1] / "configs")
-TINY = ["model.embedding_dim=16", "model.hidden_size=16", "logger=none"]
+TINY = ["model.embedding_dim=16", "model.hidden_size=16", "~logger"]
 LM_TINY = ["data.max_lines=300", "data.batch_size=4", "data.bptt=10"]
 
 
