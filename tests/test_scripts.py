@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test starts Python subprocesses: ~100 s in all
+
 ROOT = Path(__file__).parents[1]
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false"]  # fmt: skip

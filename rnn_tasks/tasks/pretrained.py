@@ -30,7 +30,7 @@ def lm_checkpoint_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tenso
     found = torch.zeros(len(vocab), dtype=torch.bool)
     for i, word in enumerate(vocab.itos):
         for w in (word, word.lower()):
-            if w in lm_vocab and w != lm_vocab.itos[lm_vocab.unk_id or 0]:
+            if w in lm_vocab and w != lm_vocab.unk:  # <unk>'s vector stands for no word
                 vectors[i], found[i] = table[lm_vocab.index(w)], True
                 break
     return vectors, found
