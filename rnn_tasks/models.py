@@ -187,6 +187,19 @@ class LanguageModel(nn.Module):
                     f"hidden_size={hidden_size}, embedding_dim={embedding_dim}"
                 )
             self.V.weight = self.encoder.embedding.weight
+        self.reset_output()
+
+    @torch.no_grad()
+    def reset_output(self, scale: float = 0.1) -> None:
+        """Start from near-uniform predictions, as pytorch/examples' word_language_model.
+
+        `nn.Embedding` draws from N(0, 1): tied to the output layer, that gives logits of
+        standard deviation about sqrt(H) and a first loss of ~50 nats instead of log V,
+        which SGD at the usual learning rates cannot recover from.
+        """
+        nn.init.uniform_(self.encoder.embedding.weight, -scale, scale)
+        nn.init.uniform_(self.V.weight, -scale, scale)
+        nn.init.zeros_(self.V.bias)
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """`tokens` (B, T) -> next-word logits (B, T, V) and the state after the last step."""

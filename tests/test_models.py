@@ -119,6 +119,20 @@ def test_initial_loss_is_near_log_num_classes():
     assert abs(loss.item() - torch.log(torch.tensor(float(C)))) < 0.15
 
 
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_language_model_starts_near_uniform(cell, tie):
+    # log V is the loss of uniform predictions; N(0, 1) embeddings tied to the output
+    # layer start tens of nats above it, and training never recovers.
+    torch.manual_seed(0)
+    vocab = 2000
+    model = LanguageModel(vocab, 64, 64, tie_weights=tie, cell=cell, num_layers=2)
+    tokens = torch.randint(0, vocab, (B, T))
+    logits, _ = model(tokens)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens.reshape(-1))
+    assert abs(loss.item() - torch.log(torch.tensor(float(vocab)))) < 0.1
+
+
 def test_pretrained_rows_are_copied_and_frozen_rows_stay():
     torch.manual_seed(0)
     enc = Encoder(10, 4, 6)
