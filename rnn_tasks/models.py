@@ -82,6 +82,10 @@ class Encoder(nn.Module):
         dropout: between recurrent layers (as `torch.nn.RNN`).
         embedding_dropout: on the embeddings, before the first layer.
         padding_idx: the padding id, whose embedding stays zero.
+        word_dropout: in training, the chance that a word reads as `unk_idx` (Kiperwasser
+            & Goldberg 2016): the model learns to tag or classify from context and spelling
+            the words it will meet unseen, instead of trusting their embeddings alone.
+        unk_idx: the `<unk>` id, needed when `word_dropout > 0`.
         chars: a `CharEncoder`, whose vector for each word is concatenated to its
             embedding; `forward` then needs the words' characters `chars` (B, T, L).
     """
@@ -100,8 +104,15 @@ class Encoder(nn.Module):
         padding_idx: int | None = None,
         bptt: str = "manual",
         chars: CharEncoder | None = None,
+        word_dropout: float = 0.0,
+        unk_idx: int | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        if word_dropout and unk_idx is None:
+            raise ValueError("word_dropout > 0 needs unk_idx, the id words are replaced by")
+        self.word_dropout, self.unk_idx, self.padding_idx = word_dropout, unk_idx, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.chars = chars
@@ -121,7 +132,7 @@ class Encoder(nn.Module):
         state: State | None = None,
         chars: Tensor | None = None,
     ) -> tuple[Tensor, State]:
-        x = self.embedding(tokens)  # (B, T, E)
+        x = self.embedding(self._drop_words(tokens))  # (B, T, E)
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this encoder spells its words: pass chars (B, T, L)")
@@ -132,6 +143,14 @@ class Encoder(nn.Module):
                 real = steps < lengths.to(tokens.device)[:, None]  # (B, T)
             x = torch.cat((x, self.chars(chars, real)), -1)  # (B, T, E + 2H_c)
         return self.rnn(self.embedding_dropout(x), lengths, state)  # (B, T, H*K), final state
+
+    def _drop_words(self, tokens: Tensor) -> Tensor:
+        if not (self.training and self.word_dropout):
+            return tokens
+        drop = torch.rand(tokens.shape, device=tokens.device) < self.word_dropout
+        if self.padding_idx is not None:
+            drop &= tokens != self.padding_idx
+        return tokens.masked_fill(drop, self.unk_idx)
 
     def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
         """Copy pretrained vectors (V, E) into the rows marked `found` (V,) bool.

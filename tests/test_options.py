@@ -27,6 +27,40 @@ def test_embedding_dropout_acts_on_the_embeddings_in_training_only():
     torch.testing.assert_close(enc(tokens)[0], plain)
 
 
+def embedding_inputs(encoder, tokens, lengths):
+    seen = []
+    encoder.embedding.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    encoder(tokens, lengths)
+    return seen[-1]
+
+
+def test_word_dropout_replaces_real_words_by_unk_in_training_only():
+    torch.manual_seed(0)
+    PAD, UNK, p = 0, 1, 0.3
+    enc = Encoder(50, 8, 8, cell="gru", padding_idx=PAD, word_dropout=p, unk_idx=UNK)
+    tokens = torch.randint(2, 50, (64, 40))
+    lengths = torch.randint(1, 41, (64,))
+    tokens[torch.arange(40) >= lengths[:, None]] = PAD
+    real = tokens != PAD
+
+    seen = embedding_inputs(enc.train(), tokens, lengths)
+    changed = seen != tokens
+    assert (seen[changed] == UNK).all()  # replaced words read as <unk> ...
+    assert not changed[~real].any()  # ... and padding stays padding
+    share = changed[real].float().mean().item()
+    n = int(real.sum())
+    assert abs(share - p) < 4 * (p * (1 - p) / n) ** 0.5  # binomial, 4 standard deviations
+
+    assert torch.equal(embedding_inputs(enc.eval(), tokens, lengths), tokens)
+
+
+def test_word_dropout_needs_an_unk_id():
+    with pytest.raises(ValueError, match="unk_idx"):
+        Encoder(50, 8, 8, word_dropout=0.1)
+    with pytest.raises(ValueError, match="word_dropout"):
+        Encoder(50, 8, 8, word_dropout=1.0, unk_idx=1)
+
+
 def test_output_dropout_acts_before_the_output_layer():
     torch.manual_seed(0)
     tokens = torch.randint(0, V, (2, 4))

@@ -176,3 +176,37 @@ def test_bad_task_arguments_name_the_choices():
         TaggingTask(vocab, ["A", "B"], {"type": "ffnn", "embedding_dim": 4, "hidden_size": 4})
     with pytest.raises(ValueError, match="applies to task=lm only"):
         TaggingTask(vocab, ["A", "B"], {**RNN, "tie_weights": True})
+
+
+@pytest.mark.parametrize("make", [
+    lambda vocab, model: TaggingTask(vocab.to_dict(), list("ABC"), model),
+    lambda vocab, model: ClassificationTask(vocab.to_dict(), ["ham", "spam"], model),
+])
+def test_word_dropout_reads_as_the_task_vocabularys_unk(make):
+    vocab = Vocab(["<pad>", "<unk>", *WORDS])
+    task = make(vocab, {**RNN, "bidirectional": True, "word_dropout": 0.25})
+    encoder = task.model.encoder
+    assert (encoder.word_dropout, encoder.unk_idx, encoder.padding_idx) == (
+        0.25, vocab.unk_id, vocab.pad_id
+    )
+
+
+def test_lr_milestones_decay_at_those_epochs():
+    vocab = Vocab(["<pad>", "<unk>", "<eos>", *WORDS]).to_dict()
+    task = LanguageModelTask(vocab, RNN, lr=1.0, lr_decay=0.5, lr_milestones=[2, 3])
+    sched = task.configure_optimizers()["lr_scheduler"]
+    opt = sched["scheduler"].optimizer
+    lrs = []
+    for _ in range(5):  # Lightning steps an "epoch" scheduler once per epoch
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    assert sched["interval"] == "epoch"
+    assert lrs == [1.0, 1.0, 0.5, 0.25, 0.25]
+
+
+@pytest.mark.parametrize("bad", [[3, 2], [0, 4], [2, 2]])
+def test_lr_milestones_must_be_increasing_epochs(bad):
+    vocab = Vocab(["<pad>", "<unk>", "<eos>", *WORDS]).to_dict()
+    with pytest.raises(ValueError, match="lr_milestones"):
+        LanguageModelTask(vocab, RNN, lr_milestones=bad)

@@ -30,6 +30,9 @@ class RecurrentTask(L.LightningModule):
         lr_decay: multiply the learning rate by this when `val/loss` stops improving
             (`ReduceLROnPlateau`); 1.0 switches the schedule off.
         lr_patience: validation epochs without improvement before a decay.
+        lr_milestones: epochs at whose start the learning rate is multiplied by `lr_decay`
+            (`MultiStepLR`, Zaremba et al. 2014's schedule), instead of on a plateau:
+            a run with a fixed time budget anneals when it still has epochs left.
     """
 
     task_name: ClassVar[str]
@@ -41,6 +44,11 @@ class RecurrentTask(L.LightningModule):
             raise ValueError(f"lr must be > 0, got {hp.lr}")
         if not 0 < hp.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {hp.lr_decay}")
+        milestones = hp.get("lr_milestones") or []
+        if any(not isinstance(m, int) or m < 1 for m in milestones) or milestones != sorted(
+            set(milestones)
+        ):
+            raise ValueError(f"lr_milestones must be increasing epochs >= 1, got {milestones}")
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -49,6 +57,9 @@ class RecurrentTask(L.LightningModule):
         opt = OPTIMIZERS[hp.optimizer](params, lr=hp.lr, weight_decay=hp.weight_decay, **extra)
         if hp.lr_decay >= 1.0:
             return opt
+        if hp.get("lr_milestones"):
+            steps = torch.optim.lr_scheduler.MultiStepLR(opt, hp.lr_milestones, hp.lr_decay)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": steps, "interval": "epoch"}}
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=hp.lr_decay, patience=hp.lr_patience
         )

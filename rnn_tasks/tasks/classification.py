@@ -64,6 +64,7 @@ class ClassificationTask(EncoderTask):
         momentum: float = 0.0,
         lr_decay: float = 0.5,
         lr_patience: int = 1,
+        lr_milestones: list[int] | None = None,
         data: dict | None = None,
     ) -> None:
         super().__init__()
@@ -84,6 +85,7 @@ class ClassificationTask(EncoderTask):
             C,
             num_chars=len(self.chars) if self.chars else 0,
             padding_idx=self.vocab.pad_id,
+            unk_idx=self.vocab.unk_id,
             **encoder_kwargs(model, "cls"),
         )
         weight = None

@@ -68,6 +68,7 @@ class LanguageModelTask(RecurrentTask):
         momentum: float = 0.0,
         lr_decay: float = 0.25,
         lr_patience: int = 0,
+        lr_milestones: list[int] | None = None,
         data: dict | None = None,
     ) -> None:
         super().__init__()
