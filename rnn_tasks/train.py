@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,14 @@ def git_revision() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def describe_device(trainer: L.Trainer) -> str:
+    """What the run trained on, for results files: the GPU's name or the CPU threads."""
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        return f"{torch.cuda.get_device_name(root)} (x{trainer.num_devices})"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def checkpoint_metadata(ckpt_path: str | Path) -> dict:
@@ -136,6 +145,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "epochs": trainer.current_epoch,
         "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
         "git_revision": git_revision(),
+        "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     text = json.dumps(summary, indent=2) + "\n"
