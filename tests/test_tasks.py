@@ -47,7 +47,7 @@ def test_tbptt_windows_end_to_end_equal_one_full_run(model):
 
 def test_second_window_sees_the_first():
     torch.manual_seed(0)
-    task = lm_task().eval()
+    task = lm_task().eval().double()  # near-uniform at init: the effect is ~1e-5 nats
     a = torch.randint(0, 97, (2, 5))
     b = a.clone()
     b[:, 0] = (b[:, 0] + 1) % 97  # change only the first window
@@ -58,7 +58,7 @@ def test_second_window_sees_the_first():
         with torch.no_grad():
             task._step({"input": first, "target": first}, "val")
             losses.append(task._step(second, "val"))
-    assert not torch.isclose(losses[0], losses[1])
+    assert abs(losses[0] - losses[1]) > 1e-9  # float64 noise is ~1e-15
     # and a new epoch starts from a fresh state
     task.on_validation_epoch_start()
     assert task._states["val"] is None
