@@ -109,6 +109,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     written to that file: the `results/*.json` the README's tables are built from.
     """
     start = time.perf_counter()
+    revision = git_revision()  # the code this run started from, not HEAD when it ends
     _one_console_handler()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -144,7 +145,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "total_seconds": round(time.perf_counter() - start, 1),
         "epochs": trainer.current_epoch,
         "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
