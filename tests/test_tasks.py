@@ -178,16 +178,21 @@ def test_bad_task_arguments_name_the_choices():
         TaggingTask(vocab, ["A", "B"], {**RNN, "tie_weights": True})
 
 
-@pytest.mark.parametrize("make", [
-    lambda vocab, model: TaggingTask(vocab.to_dict(), list("ABC"), model),
-    lambda vocab, model: ClassificationTask(vocab.to_dict(), ["ham", "spam"], model),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda vocab, model: TaggingTask(vocab.to_dict(), list("ABC"), model),
+        lambda vocab, model: ClassificationTask(vocab.to_dict(), ["ham", "spam"], model),
+    ],
+)
 def test_word_dropout_reads_as_the_task_vocabularys_unk(make):
     vocab = Vocab(["<pad>", "<unk>", *WORDS])
     task = make(vocab, {**RNN, "bidirectional": True, "word_dropout": 0.25})
     encoder = task.model.encoder
     assert (encoder.word_dropout, encoder.unk_idx, encoder.padding_idx) == (
-        0.25, vocab.unk_id, vocab.pad_id
+        0.25,
+        vocab.unk_id,
+        vocab.pad_id,
     )
 
 

@@ -1,6 +1,7 @@
 """End to end through `train(cfg)` with the real Hydra configs (tiny sizes, no network)."""
 
 import json
+import platform
 from pathlib import Path
 
 import lightning as L
@@ -33,10 +34,15 @@ def make_cfg(tmp_path, overrides, name="train"):
     [
         ["task=lm", *LM_TINY],
         ["task=lm", "model=ffnn", *LM_TINY],
-        ["task=lm", "model=elman", "model.tie_weights=true", *LM_TINY],
+        ["task=lm", "model=elman", "model.tie_weights=true", "task.lr_milestones=[1]", *LM_TINY],
         ["task=pos"],
-        ["task=pos", "model=gru", "model.char_embedding_dim=8"],
-        ["task=cls", "task.class_weighting=balanced", "model.char_embedding_dim=8"],
+        ["task=pos", "model=gru", "model.char_embedding_dim=8", "model.word_dropout=0.2"],
+        [
+            "task=cls",
+            "task.class_weighting=balanced",
+            "model.char_embedding_dim=8",
+            "model.word_dropout=0.2",
+        ],
     ],
     ids=["lm", "lm-ffnn", "lm-elman-tied", "pos", "pos-gru-chars", "cls-balanced-chars"],
 )
@@ -46,6 +52,7 @@ def test_every_task_config_runs_fast_dev_run(tmp_path, overrides):
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["metrics"] == metrics and summary["parameters"] > 0
+    assert summary["device"] == f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
 def test_task_defaults_pick_their_data_and_model(tmp_path):
