@@ -20,14 +20,7 @@ T, B, D, H = 4, 3, 2, 3
 LENGTHS = [4, 1, 2]  # one full row, one of a single step, one in between
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
-    thread-pool stalls out of the suite's run time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def mask_for(lengths, T):

@@ -16,14 +16,7 @@ cells = pytest.mark.parametrize(("cell", "nonlinearity"), CELLS, ids=CELL_IDS)
 directions = pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
-    thread-pool stalls out of the suite's run time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def states(state) -> tuple[torch.Tensor, ...]:

@@ -27,14 +27,7 @@ RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 RAGGED = [7, 1, 3, 7, 2, 5, 6, 4, 7, 1, 3, 2, 6]  # B lengths, both ends of [1, T] included
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors run fastest on one thread, which also keeps a busy machine's
-    thread-pool stalls out of the suite's run time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def assert_equal_to(actual: Tensor, expected: Tensor, what: str) -> None:
