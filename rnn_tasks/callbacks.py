@@ -1,4 +1,5 @@
-"""Where a training epoch's time goes: the model's own arithmetic or everything else."""
+"""Training callbacks: where an epoch's time goes (`EpochProfile`) and an exponential
+moving average of the weights (`WeightAverage`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 def count_tokens(batch: dict) -> int:
@@ -78,3 +81,25 @@ class EpochProfile(L.Callback):
         }
         self.history.append(stats)
         pl_module.log_dict({f"perf/{k}": v for k, v in stats.items()})
+
+
+class WeightAverage(EMAWeightAveraging):
+    """An exponential moving average of the weights, `avg = decay * avg + (1 - decay) * w`
+    after every optimiser step (Polyak averaging): validation, the checkpoints'
+    ``state_dict`` and so testing and inference use the average, which is steadier than
+    the last step's weights. Checkpoints also keep the raw weights, to resume from.
+
+    Lightning's callback, with one change: when a checkpoint is loaded to test or predict,
+    its averaged ``state_dict`` is what runs. (The parent puts the raw weights back
+    whenever it has an average, so `trainer.test(ckpt_path="best")` after `fit` tested
+    the raw weights.)
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"the weight-average decay must be in (0, 1), got {decay}")
+        super().__init__(decay=decay)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import EpochProfile
+from .callbacks import EpochProfile, WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
             save_last=True,
         ),
     ]
+    if cfg.get("ema_decay"):
+        callbacks.append(WeightAverage(cfg.ema_decay))
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=cfg.monitor_mode)

@@ -90,10 +90,11 @@ def test_checkpoint_round_trip_gives_the_same_predictions(tmp_path):
     assert result[0]["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
-def test_resume_from_last_checkpoint_continues_the_run(tmp_path):
-    pos_run(tmp_path / "a")
+@pytest.mark.parametrize("extra", [[], ["ema_decay=0.5"]], ids=["plain", "weight-average"])
+def test_resume_from_last_checkpoint_continues_the_run(tmp_path, extra):
+    pos_run(tmp_path / "a", *extra)
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    cfg, _ = pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2")
+    cfg, _ = pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2", *extra)
     resumed = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["epoch"] == 1  # epoch 0 came from the first run
 
@@ -105,3 +106,18 @@ def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
     cfg = make_cfg(tmp_path, [f"experiment={name}"])
     assert cfg.results == f"results/{name}.json" and cfg.run_name == name
     assert (cfg.data.path or "").startswith("../shared/data/") or cfg.data.get("name") == "ptb"
+
+
+def test_weight_average_is_what_the_run_checkpoints_and_tests(tmp_path):
+    cfg, metrics = pos_run(tmp_path, "ema_decay=0.5")
+    ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]  # raw: to resume from
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
+    task = load_task(tmp_path / "checkpoints" / "best.ckpt")
+    for name, value in task.state_dict().items():
+        torch.testing.assert_close(value, averaged[name])
+    # The run tested the average (the checkpoint's state_dict), not the raw weights.
+    dm = build_datamodule(cfg, "test", checkpoint_metadata(tmp_path / "checkpoints" / "best.ckpt"))
+    result = L.Trainer(logger=False, enable_progress_bar=False).test(task, dm, verbose=False)
+    assert result[0]["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
