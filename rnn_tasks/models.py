@@ -71,6 +71,14 @@ def char_encoder(
     return CharEncoder(num_chars, char_embedding_dim, char_hidden_size, cell)
 
 
+def real_steps(tokens: Tensor, lengths: Tensor | None) -> Tensor:
+    """(B, T) bool: True on each sequence's real (unpadded) steps."""
+    if lengths is None:
+        return torch.ones_like(tokens, dtype=torch.bool)
+    steps = torch.arange(tokens.shape[1], device=tokens.device)
+    return steps < lengths.to(tokens.device)[:, None]
+
+
 class Encoder(nn.Module):
     """Embedding lookup, embedding dropout, then a stacked (bidirectional) RNN.
 
@@ -136,12 +144,8 @@ class Encoder(nn.Module):
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this encoder spells its words: pass chars (B, T, L)")
-            if lengths is None:
-                real = torch.ones_like(tokens, dtype=torch.bool)
-            else:
-                steps = torch.arange(tokens.shape[1], device=tokens.device)
-                real = steps < lengths.to(tokens.device)[:, None]  # (B, T)
-            x = torch.cat((x, self.chars(chars, real)), -1)  # (B, T, E + 2H_c)
+            spelled = self.chars(chars, real_steps(tokens, lengths))  # (B, T, 2H_c)
+            x = torch.cat((x, spelled), -1)  # (B, T, E + 2H_c)
         return self.rnn(self.embedding_dropout(x), lengths, state)  # (B, T, H*K), final state
 
     def _drop_words(self, tokens: Tensor) -> Tensor:
@@ -325,6 +329,9 @@ class Classifier(nn.Module):
     Args:
         vocab_size, num_classes: V and C.
         classifier_hidden: hidden units of the feed-forward classifier.
+        max_pool: also concatenate the element-wise max of the top layer's outputs over the
+            real words (Conneau et al. 2017), (B, 2*H*K) in all: a cue anywhere in a long
+            message reaches the classifier without having to survive to either end.
         output_dropout: before each layer of the classifier.
         num_chars, char_embedding_dim, char_hidden_size: an optional `CharEncoder`, as
             in `Tagger` (spelling carries much of spam: digits, capitals, currency).
@@ -340,15 +347,18 @@ class Classifier(nn.Module):
         num_chars: int = 0,
         char_embedding_dim: int = 0,
         char_hidden_size: int = 50,
+        max_pool: bool = False,
         **encoder,
     ) -> None:
         super().__init__()
         cell = encoder.get("cell", "lstm")
         chars = char_encoder(num_chars, char_embedding_dim, char_hidden_size, cell)
         self.encoder = Encoder(vocab_size, chars=chars, **encoder)
+        self.max_pool = max_pool
+        num_features = self.encoder.output_size * (2 if max_pool else 1)
         self.head = nn.Sequential(
             nn.Dropout(output_dropout),
-            nn.Linear(self.encoder.output_size, classifier_hidden),
+            nn.Linear(num_features, classifier_hidden),
             nn.Tanh(),
             nn.Dropout(output_dropout),
             nn.Linear(classifier_hidden, num_classes),
@@ -357,11 +367,15 @@ class Classifier(nn.Module):
     def features(
         self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None
     ) -> Tensor:
-        _, state = self.encoder(tokens, lengths, chars=chars)
+        out, state = self.encoder(tokens, lengths, chars=chars)  # (B, T, H*K)
         h_n = state[0] if isinstance(state, tuple) else state  # (L*K, B, H)
         K = self.encoder.rnn.num_directions
         # Top layer's rows: forward (at each last real word), then backward (at the first).
-        return torch.cat(tuple(h_n[-K:]), dim=-1)  # (B, H*K)
+        final = torch.cat(tuple(h_n[-K:]), dim=-1)  # (B, H*K)
+        if not self.max_pool:
+            return final
+        padded = ~real_steps(tokens, lengths)[..., None]  # (B, T, 1)
+        return torch.cat((final, out.masked_fill(padded, float("-inf")).amax(1)), -1)
 
     def forward(
         self, tokens: Tensor, lengths: Tensor | None = None, chars: Tensor | None = None

@@ -70,6 +70,22 @@ def test_classifier_features_are_forward_last_and_backward_first(cell):
         torch.testing.assert_close(logits[i], alone[0], atol=1e-5, rtol=1e-5)
 
 
+def test_classifier_max_pool_adds_the_max_over_real_words():
+    torch.manual_seed(0)
+    model = Classifier(
+        V, 2, padding_idx=0, embedding_dim=E, hidden_size=H, bidirectional=True, max_pool=True
+    ).eval()
+    tokens, lengths = padded_batch()
+    feats = model.features(tokens, lengths)  # (B, 4H): final states, then the max
+    out, _ = model.encoder(tokens, lengths)
+    assert feats.shape == (B, 4 * H)
+    for i in range(B):
+        n = int(lengths[i])
+        torch.testing.assert_close(feats[i, :H], out[i, n - 1, :H])
+        torch.testing.assert_close(feats[i, 2 * H :], out[i, :n].amax(0))  # padding excluded
+    assert model.head[1].in_features == 4 * H
+
+
 def test_language_model_step_matches_forward_and_ties_weights():
     torch.manual_seed(0)
     model = LanguageModel(V, E, E, tie_weights=True, cell="lstm", num_layers=2).eval()

@@ -42,6 +42,7 @@ def make_cfg(tmp_path, overrides, name="train"):
             "task.class_weighting=balanced",
             "model.char_embedding_dim=8",
             "model.word_dropout=0.2",
+            "model.max_pool=true",
         ],
     ],
     ids=["lm", "lm-ffnn", "lm-elman-tied", "pos", "pos-gru-chars", "cls-balanced-chars"],
