@@ -329,12 +329,12 @@ class Classifier(nn.Module):
     Args:
         vocab_size, num_classes: V and C.
         classifier_hidden: hidden units of the feed-forward classifier.
-        max_pool: also concatenate the element-wise max of the top layer's outputs over the
-            real words (Conneau et al. 2017), (B, 2*H*K) in all: a cue anywhere in a long
-            message reaches the classifier without having to survive to either end.
         output_dropout: before each layer of the classifier.
         num_chars, char_embedding_dim, char_hidden_size: an optional `CharEncoder`, as
             in `Tagger` (spelling carries much of spam: digits, capitals, currency).
+        max_pool: also concatenate the element-wise max of the top layer's outputs over the
+            real words (Conneau et al. 2017), (B, 2*H*K) in all: a cue anywhere in a long
+            message reaches the classifier without having to survive to either end.
         **encoder: the `Encoder` arguments.
     """
 
