@@ -111,14 +111,15 @@ def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
 
 def test_weight_average_is_what_the_run_checkpoints_and_tests(tmp_path):
     cfg, metrics = pos_run(tmp_path, "ema_decay=0.5")
-    ckpt = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(best, weights_only=True)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]  # raw: to resume from
     assert averaged.keys() == raw.keys()
     assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
-    task = load_task(tmp_path / "checkpoints" / "best.ckpt")
+    task = load_task(best)
     for name, value in task.state_dict().items():
         torch.testing.assert_close(value, averaged[name])
     # The run tested the average (the checkpoint's state_dict), not the raw weights.
-    dm = build_datamodule(cfg, "test", checkpoint_metadata(tmp_path / "checkpoints" / "best.ckpt"))
+    dm = build_datamodule(cfg, "test", checkpoint_metadata(best))
     result = L.Trainer(logger=False, enable_progress_bar=False).test(task, dm, verbose=False)
     assert result[0]["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
