@@ -65,6 +65,21 @@ def test_tagging_lowercase_only_affects_vocab_lookup(ud_dir):
     assert dm.vocab.decode(batch["tokens"][0]) == ["<unk>", "<unk>"]
 
 
+@pytest.mark.parametrize("zero_digits", [False, True])
+def test_tagging_zero_digits_only_affects_vocab_lookup(tmp_path, zero_digits):
+    write_conllu(tmp_path / "en_toy-ud-train.conllu", [[("Call", "VERB"), ("911", "NUM")]])
+    write_conllu(tmp_path / "en_toy-ud-dev.conllu", [[("Call", "VERB")]])
+    write_conllu(tmp_path / "en_toy-ud-test.conllu", [[("Call", "VERB"), ("112", "NUM")]])
+    dm = TaggingDataModule(path=str(tmp_path), zero_digits=zero_digits)
+    dm.setup()
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["words"] == [["Call", "112"]]
+    number = "000" if zero_digits else "<unk>"
+    assert dm.vocab.decode(batch["tokens"][0]) == ["Call", number]
+    # spelled as written ("2" is not a training character), padded to "Call"
+    assert dm.chars.decode(batch["chars"][0, 1].tolist()) == ["1", "1", "<unk>", "<pad>"]
+
+
 def test_tagging_train_shuffle_is_seeded_and_eval_is_ordered(ud_dir):
     def first_batches(seed):
         dm = TaggingDataModule(path=str(ud_dir), batch_size=2, eval_batch_size=3, seed=seed)
@@ -117,6 +132,22 @@ SMS = "\n".join(
     [f"ham\tSee you at {i} o'clock, ok?" for i in range(16)]
     + [f"spam\tWIN £{i}00 now! Call 0800{i}" for i in range(4)]
 )
+
+
+@pytest.mark.parametrize("zero_digits", [False, True])
+def test_classification_zero_digits_reads_numbers_by_shape(tmp_path, zero_digits):
+    (tmp_path / "SMSSpamCollection").write_text(SMS + "\n", encoding="utf-8")
+    test_file = tmp_path / "test.tsv"
+    test_file.write_text("spam\tWin £900, call 08009\n", encoding="utf-8")
+    dm = ClassificationDataModule(
+        path=str(tmp_path), zero_digits=zero_digits, test_file=str(test_file)
+    )
+    dm.setup()
+    tokens = dm.vocab.decode(next(iter(dm.test_dataloader()))["tokens"][0])
+    if zero_digits:
+        assert tokens == ["win", "£000", ",", "call", "00000"]
+    else:
+        assert tokens == ["win", "<unk>", ",", "call", "<unk>"]  # no £900 or 08009 in training
 
 
 def test_classification_batches_labels_and_class_counts(tmp_path):

@@ -164,6 +164,20 @@ def test_classifier_overfits_and_balanced_weights():
     assert loss.item() < 0.05
 
 
+@pytest.mark.parametrize("zero_digits", [False, True])
+def test_predict_looks_words_up_as_the_data_did(zero_digits):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "call", "00000"])
+    task = ClassificationTask(
+        vocab.to_dict(), ["ham", "spam"], {**RNN, "bidirectional": True}, zero_digits=zero_digits
+    ).eval()
+    number = vocab.index("00000" if zero_digits else "<unk>")
+    with torch.no_grad():
+        logits = task.model(torch.tensor([[vocab.index("call"), number]]))[0]
+    probs = task.predict_proba("CALL 08712")  # lowercase=True by default
+    assert [probs["ham"], probs["spam"]] == pytest.approx(torch.softmax(logits, -1).tolist())
+
+
 def test_bad_task_arguments_name_the_choices():
     vocab = Vocab(["<pad>", "<unk>", *WORDS]).to_dict()
     with pytest.raises(ValueError, match="optimizer must be one of"):

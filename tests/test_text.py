@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from rnn_tasks.text import Vocab, split_words, tokenize
+from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize
 
 
 def test_build_orders_specials_then_frequency_then_alphabet():
@@ -93,6 +93,28 @@ def test_tokenize(text, tokens):
 
 def test_tokenize_keeps_case_when_asked():
     assert tokenize("Hi Bob", lowercase=False) == ["Hi", "Bob"]
+
+
+@pytest.mark.parametrize("text", ["Visit WWW.WIN.COM now", "Txt.COM: HTTP://X.CO.UK/A", "Mail A@B.CO.UK"])
+def test_tokenize_splits_alike_in_any_case(text):
+    # The vocabulary is built from lowercased text and looked up from the words as written.
+    assert tokenize(text) == [w.lower() for w in tokenize(text, lowercase=False)]
+    assert len(tokenize(text, lowercase=False)) <= 4  # URLs, domains and e-mails stay whole
+
+
+@pytest.mark.parametrize(
+    ("lowercase", "zero_digits", "keys"),
+    [
+        (False, False, ["Call", "08712", "£1.50", "2nd"]),
+        (True, False, ["call", "08712", "£1.50", "2nd"]),
+        (False, True, ["Call", "00000", "£0.00", "0nd"]),
+        (True, True, ["call", "00000", "£0.00", "0nd"]),
+    ],
+)
+def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
+    words = ["Call", "08712", "£1.50", "2nd"]
+    assert lookup_keys(words, lowercase, zero_digits) == keys
+    assert words == ["Call", "08712", "£1.50", "2nd"]  # the words as written are kept
 
 
 def test_split_words():

@@ -8,7 +8,7 @@ from os import PathLike
 
 import torch
 
-from ..text import Vocab, pad_chars, spell, tokenize
+from ..text import Vocab, lookup_keys, pad_chars, spell, tokenize
 from .base import TextDataModule
 from .batching import pad_right
 from .readers import read_labelled_tsv
@@ -37,7 +37,8 @@ class ClassificationDataModule(TextDataModule):
         builtin: Use the packaged demo messages.
         val_fraction: Share of each class held out for validation (single-split sources).
         test_fraction: Share of each class held out for test (single-split sources).
-        lowercase: Lowercase text before tokenising.
+        lowercase: Lowercase words for the vocabulary lookup (`lookup_keys`).
+        zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
         batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
             See `TextDataModule`; ``test_file`` is a ``label<TAB>text`` file.
     """
@@ -52,6 +53,7 @@ class ClassificationDataModule(TextDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         lowercase: bool = True,
+        zero_digits: bool = False,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -69,6 +71,7 @@ class ClassificationDataModule(TextDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.lowercase = lowercase
+        self.zero_digits = zero_digits
         self.labels: list[str] | None = None
         self.chars: Vocab | None = None
 
@@ -83,7 +86,7 @@ class ClassificationDataModule(TextDataModule):
 
     def _fit(self, records: dict[str, list]) -> None:
         self.vocab = Vocab.build(
-            (tokenize(r["text"], self.lowercase) for r in records["train"]),
+            (self._keys(self._words(r)) for r in records["train"]),
             min_freq=self.min_freq,
             max_size=self.max_vocab_size,
         )
@@ -125,15 +128,17 @@ class ClassificationDataModule(TextDataModule):
         items = []
         for r in records:
             words = self._words(r)
-            keys = [w.lower() for w in words] if self.lowercase else words
             items.append(
                 {
-                    "ids": self.vocab.encode(keys),
+                    "ids": self.vocab.encode(self._keys(words)),
                     "label": label_ids[r["label"]],
                     "chars": spell(words, self.chars),
                 }
             )
         return items
+
+    def _keys(self, words: list[str]) -> list[str]:
+        return lookup_keys(words, self.lowercase, self.zero_digits)
 
     @staticmethod
     def _words(record: dict) -> list[str]:

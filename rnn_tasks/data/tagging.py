@@ -6,7 +6,7 @@ from collections import Counter
 from functools import partial
 from os import PathLike
 
-from ..text import Vocab, pad_chars, spell
+from ..text import Vocab, lookup_keys, pad_chars, spell
 from .base import TextDataModule
 from .batching import IGNORE_INDEX, pad_right
 from .readers import read_conllu
@@ -35,7 +35,7 @@ class TaggingDataModule(TextDataModule):
     Batches: ``{"tokens": (B, T), "lengths": (B,), "tags": (B, T), "words": list[list[str]]}``.
     ``words`` keeps the original spelling and ``chars`` (B, T, L) its characters as ids of
     a character vocabulary built from the training words (for a character encoder);
-    ``lowercase`` only affects the word vocabulary lookup. ``tags`` are the sorted tag
+    ``lowercase`` and ``zero_digits`` only affect the word vocabulary lookup. ``tags`` are the sorted tag
     names of all loaded splits (or the adopted ones); metadata is
     ``{"vocab": ..., "tags": [...], "chars": ...}``.
 
@@ -45,7 +45,8 @@ class TaggingDataModule(TextDataModule):
         hub_config: Hub config (the treebank).
         builtin: Use the packaged demo treebank.
         tag_column: ``"upos"`` or ``"xpos"``.
-        lowercase: Lowercase words for the vocabulary lookup.
+        lowercase: Lowercase words for the vocabulary lookup (`lookup_keys`).
+        zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
         batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
             See `TextDataModule`; ``test_file`` is a CoNLL-U file.
     """
@@ -60,6 +61,7 @@ class TaggingDataModule(TextDataModule):
         builtin: bool = False,
         tag_column: TagColumn = "upos",
         lowercase: bool = False,
+        zero_digits: bool = False,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -78,6 +80,7 @@ class TaggingDataModule(TextDataModule):
         self.builtin = builtin
         self.tag_column = tag_column
         self.lowercase = lowercase
+        self.zero_digits = zero_digits
         self.tags: list[str] | None = None
         self.chars: Vocab | None = None
 
@@ -90,12 +93,12 @@ class TaggingDataModule(TextDataModule):
     def _read_test_file(self, path: str | PathLike) -> list:
         return [{"tokens": s["tokens"], "tags": s[self.tag_column]} for s in read_conllu(path)]
 
-    def _words(self, tokens: list[str]) -> list[str]:
-        return [w.lower() for w in tokens] if self.lowercase else tokens
+    def _keys(self, tokens: list[str]) -> list[str]:
+        return lookup_keys(tokens, self.lowercase, self.zero_digits)
 
     def _fit(self, records: dict[str, list]) -> None:
         self.vocab = Vocab.build(
-            (self._words(r["tokens"]) for r in records["train"]),
+            (self._keys(r["tokens"]) for r in records["train"]),
             min_freq=self.min_freq,
             max_size=self.max_vocab_size,
         )
@@ -128,7 +131,7 @@ class TaggingDataModule(TextDataModule):
             )
         return [
             {
-                "ids": self.vocab.encode(self._words(r["tokens"])),
+                "ids": self.vocab.encode(self._keys(r["tokens"])),
                 "tags": [tag_ids[t] for t in r["tags"]],
                 "words": r["tokens"],
                 "chars": spell(r["tokens"], self.chars),

@@ -41,6 +41,7 @@ class ClassificationTask(EncoderTask):
         positive_label: the class whose precision/recall/F1 are reported; by default the
             last label (labels are sorted, so "spam" of ham/spam).
         lowercase: whether the data lowercased text before the vocabulary lookup.
+        zero_digits: whether the data read digits as 0 in the vocabulary lookup.
         embeddings: {"path": ..., "freeze": ...}, see `EncoderTask`.
         **optim: see `RecurrentTask`.
     """
@@ -57,6 +58,7 @@ class ClassificationTask(EncoderTask):
         class_weighting: ClassWeighting = "none",
         positive_label: str | None = None,
         lowercase: bool = True,
+        zero_digits: bool = False,
         embeddings: dict | None = None,
         optimizer: str = "adam",
         lr: float = 1e-3,

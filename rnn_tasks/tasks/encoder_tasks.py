@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from ..text import Vocab, pad_chars, spell
+from ..text import Vocab, lookup_keys, pad_chars, spell
 from .base import RecurrentTask
 from .pretrained import pretrained_vectors
 
@@ -48,7 +48,7 @@ class EncoderTask(RecurrentTask):
     def _logits(self, words: list[str]) -> Tensor:
         """The model's output for one text given as words (no batch dimension)."""
         self.eval()
-        keys = [w.lower() for w in words] if self.hparams.lowercase else words
+        keys = lookup_keys(words, self.hparams.lowercase, self.hparams.zero_digits)
         ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
         return self.model(ids, chars=self.spell([words]))[0]
 

@@ -28,6 +28,7 @@ class TaggingTask(EncoderTask):
         model: `configs/model/*.yaml`: the `Tagger` arguments (an RNN, bidirectional in
             `configs/task/pos.yaml`).
         lowercase: whether the data lowercased words before the vocabulary lookup.
+        zero_digits: whether the data read digits as 0 in the vocabulary lookup.
         embeddings: {"path": ..., "freeze": ...}, see `EncoderTask`.
         **optim: see `RecurrentTask`.
     """
@@ -41,6 +42,7 @@ class TaggingTask(EncoderTask):
         model: dict,
         chars: dict | None = None,
         lowercase: bool = False,
+        zero_digits: bool = False,
         embeddings: dict | None = None,
         optimizer: str = "adam",
         lr: float = 1e-3,

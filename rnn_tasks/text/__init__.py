@@ -1,7 +1,8 @@
 """Vocabulary and tokenisation shared by every task (pure python; no lightning or datasets)."""
 
 from .chars import pad_chars, spell
+from .keys import lookup_keys
 from .tokenize import split_words, tokenize
 from .vocab import Vocab
 
-__all__ = ["Vocab", "tokenize", "split_words", "spell", "pad_chars"]
+__all__ = ["Vocab", "tokenize", "split_words", "lookup_keys", "spell", "pad_chars"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 # Alternatives are tried in order at each position, so the specific shapes come first.
+# Case-insensitive, so a text splits the same way lowercased or not (WWW.WIN.COM).
 _TOKEN = re.compile(
     r"""
     (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?'")\]]   # URL; trailing sentence punctuation dropped
@@ -15,7 +16,7 @@ _TOKEN = re.compile(
     | \w+(?:['’-]\w+)*                                # word with inner ' or -: don't, e-mail
     | \S                                              # any other character is its own token
     """,
-    re.VERBOSE,
+    re.VERBOSE | re.IGNORECASE,
 )
 
 
