@@ -6,27 +6,31 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .tasks import load_task
+from .tasks import ensemble, load_task
 from .train import checkpoint_metadata
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Metrics of `cfg.ckpt_path` on `cfg.split` ("test" or "validation").
 
-    The data config is the one stored in the checkpoint unless `cfg.data` names one; its
-    non-null keys (e.g. `test_file`) override the stored ones.
+    A list of checkpoints (`ckpt_path=[a.ckpt,b.ckpt]`, an ensemble's members) is evaluated
+    as the average of their probabilities. The data config is the one stored in the (first)
+    checkpoint unless `cfg.data` names one; its non-null keys (e.g. `test_file`) override
+    the stored ones.
     """
     if cfg.split not in ("test", "validation"):
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
-    task = load_task(cfg.ckpt_path)
+    paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
+    tasks = [load_task(path) for path in paths]
+    task = ensemble(tasks) if len(tasks) > 1 else tasks[0]
     given = {
         k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None
     }
     data_cfg = given if "_target_" in given else {**(task.hparams.get("data") or {}), **given}
     if "_target_" not in data_cfg:
-        raise ValueError(f"{cfg.ckpt_path} stores no data config: name one with data=...")
+        raise ValueError(f"{paths[0]} stores no data config: name one with data=...")
     datamodule = instantiate(OmegaConf.create(data_cfg))
-    datamodule.adopt(checkpoint_metadata(cfg.ckpt_path))
+    datamodule.adopt(checkpoint_metadata(paths[0]))
     trainer = L.Trainer(
         accelerator=cfg.accelerator,
         devices=1,

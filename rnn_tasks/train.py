@@ -151,11 +151,16 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    write_summary(summary, output_dir, cfg.results)
+    return metrics
+
+
+def write_summary(summary: dict, output_dir: Path, results: str | None) -> None:
+    """The run's summary as `output_dir/metrics.json`, and as `results` when given."""
     text = json.dumps(summary, indent=2) + "\n"
     (output_dir / "metrics.json").write_text(text)
     log.info("metrics written to %s", output_dir / "metrics.json")
-    if cfg.results:
-        Path(cfg.results).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.results).write_text(text)
-        log.info("results written to %s", cfg.results)
-    return metrics
+    if results:
+        Path(results).parent.mkdir(parents=True, exist_ok=True)
+        Path(results).write_text(text)
+        log.info("results written to %s", results)

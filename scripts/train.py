@@ -1,7 +1,8 @@
 """Train a task: `python scripts/train.py task=lm|pos|cls [data=...] [model=...] [trainer=...]`.
 
 Keeps the best and the last checkpoint, tests the best one and writes metrics.json into the
-run folder (outputs/<task>/<time>/). `ckpt_path=.../last.ckpt` resumes; `-m` sweeps.
+run folder (outputs/<task>/<time>/). `ckpt_path=.../last.ckpt` resumes; `-m` sweeps;
+`ensemble_size=5` trains five seeds and tests the average of their probabilities.
 """
 
 import hydra
@@ -12,10 +13,13 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from rnn_tasks.train import train  # after Hydra parsed the command line: fast --help
+    # After Hydra parsed the command line: a fast --help.
+    from rnn_tasks.train import train
+    from rnn_tasks.train_ensemble import train_ensemble
 
     overrides = HydraConfig.get().overrides.task
-    metrics = train(cfg, command=" ".join(["python scripts/train.py", *overrides]))
+    run = train_ensemble if cfg.ensemble_size > 1 else train
+    metrics = run(cfg, command=" ".join(["python scripts/train.py", *overrides]))
     return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
 
 

@@ -95,7 +95,9 @@ def test_tokenize_keeps_case_when_asked():
     assert tokenize("Hi Bob", lowercase=False) == ["Hi", "Bob"]
 
 
-@pytest.mark.parametrize("text", ["Visit WWW.WIN.COM now", "Txt.COM: HTTP://X.CO.UK/A", "Mail A@B.CO.UK"])
+@pytest.mark.parametrize(
+    "text", ["Visit WWW.WIN.COM now", "Txt.COM: HTTP://X.CO.UK/A", "Mail A@B.CO.UK"]
+)
 def test_tokenize_splits_alike_in_any_case(text):
     # The vocabulary is built from lowercased text and looked up from the words as written.
     assert tokenize(text) == [w.lower() for w in tokenize(text, lowercase=False)]

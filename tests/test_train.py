@@ -11,8 +11,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from rnn_tasks.evaluate import evaluate
 from rnn_tasks.tasks import load_task
 from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
+from rnn_tasks.train_ensemble import train_ensemble
 
 CONFIGS = str(Path(__file__).parents[1] / "configs")
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "~logger"]
@@ -123,3 +125,39 @@ def test_weight_average_is_what_the_run_checkpoints_and_tests(tmp_path):
     dm = build_datamodule(cfg, "test", checkpoint_metadata(best))
     result = L.Trainer(logger=False, enable_progress_bar=False).test(task, dm, verbose=False)
     assert result[0]["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+
+
+def test_ensemble_run_tests_the_members_averaged_probabilities(tmp_path):
+    overrides = ["task=cls", *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                 "trainer.enable_progress_bar=false", "model.char_embedding_dim=4",
+                 "ensemble_size=2", "seed=7", f"results={tmp_path / 'ensemble.json'}"]  # fmt: skip
+    metrics = train_ensemble(make_cfg(tmp_path, overrides))
+    summary = json.loads((tmp_path / "ensemble.json").read_text())
+    assert [m["seed"] for m in summary["members"]] == [7, 8]
+    members = [json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text()) for s in (7, 8)]
+    assert [m["config"]["data"]["seed"] for m in members] == [7, 7]  # one split for both
+    # Reference: each member's best checkpoint on the test set, probabilities averaged by hand.
+    tasks = [load_task(m["best_checkpoint"]) for m in members]
+    dm = build_datamodule(
+        make_cfg(tmp_path, overrides), "test", checkpoint_metadata(members[0]["best_checkpoint"])
+    )
+    right = total = 0
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            args = batch["tokens"], batch["lengths"], batch["chars"]
+            probs = sum(t.model(*args).softmax(-1) for t in tasks) / len(tasks)
+            right += int((probs.argmax(-1) == batch["label"]).sum())
+            total += len(batch["label"])
+    assert metrics["test/acc"] == pytest.approx(right / total)
+    assert summary["metrics"] == metrics
+    checkpoints = ",".join(m["best_checkpoint"] for m in members)
+    evaluated = evaluate(make_cfg(tmp_path, [f"ckpt_path=[{checkpoints}]"], name="evaluate"))
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
+    mean_acc = sum(m["metrics"]["test/acc"] for m in members) / 2
+    assert summary["member_test_mean"]["test/acc"] == pytest.approx(mean_acc)
+
+
+def test_an_ensemble_cannot_resume(tmp_path):
+    cfg = make_cfg(tmp_path, ["task=cls", "ensemble_size=2", "ckpt_path=last.ckpt"])
+    with pytest.raises(ValueError, match="resume an ensemble member"):
+        train_ensemble(cfg)

@@ -35,8 +35,8 @@ class TaggingDataModule(TextDataModule):
     Batches: ``{"tokens": (B, T), "lengths": (B,), "tags": (B, T), "words": list[list[str]]}``.
     ``words`` keeps the original spelling and ``chars`` (B, T, L) its characters as ids of
     a character vocabulary built from the training words (for a character encoder);
-    ``lowercase`` and ``zero_digits`` only affect the word vocabulary lookup. ``tags`` are the sorted tag
-    names of all loaded splits (or the adopted ones); metadata is
+    ``lowercase`` and ``zero_digits`` only affect the word vocabulary lookup. ``tags`` are
+    the sorted tag names of all loaded splits (or the adopted ones); metadata is
     ``{"vocab": ..., "tags": [...], "chars": ...}``.
 
     Args:

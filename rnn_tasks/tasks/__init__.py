@@ -2,6 +2,7 @@
 
 from .base import RecurrentTask
 from .classification import ClassificationTask
+from .ensemble import ensemble
 from .lm import LanguageModelTask
 from .loading import TASKS, load_task
 from .tagging import TaggingTask
@@ -13,4 +14,5 @@ __all__ = [
     "ClassificationTask",
     "TASKS",
     "load_task",
+    "ensemble",
 ]

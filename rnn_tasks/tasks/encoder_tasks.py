@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from ..models import CharEncoder
 from ..text import Vocab, lookup_keys, pad_chars, spell
 from .base import RecurrentTask
 from .pretrained import pretrained_vectors
@@ -39,7 +40,7 @@ class EncoderTask(RecurrentTask):
 
     def spell(self, sentences: list[list[str]]) -> Tensor | None:
         """Character ids (B, T, L) of right-padded sentences, for a model that spells."""
-        if self.chars is None or self.model.encoder.chars is None:
+        if self.chars is None or not any(isinstance(m, CharEncoder) for m in self.model.modules()):
             return None
         spelled = [spell(words, self.chars) for words in sentences]
         return pad_chars(spelled, max(map(len, sentences))).to(self.device)

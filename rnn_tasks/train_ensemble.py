@@ -1,0 +1,100 @@
+"""`train_ensemble(cfg) -> metrics`: `cfg.ensemble_size` models that differ only in their
+seed, trained one after another on one data split, then validated and tested as the
+average of their probabilities (`rnn_tasks.tasks.ensemble`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .tasks import ensemble, load_task
+from .train import checkpoint_metadata, git_revision, train, write_summary
+
+log = logging.getLogger(__name__)
+
+
+def member_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """`cfg` for the member with this seed: its own folder, the ensemble's data split."""
+    member = cfg.copy()
+    with open_dict(member):
+        member.data = cfg.data.copy()
+        member.data.seed = cfg.data.seed  # resolved now: every member sees the same split
+        member.seed = seed
+        member.output_dir = str(Path(cfg.output_dir) / f"seed{seed}")
+        member.results = None
+        member.ensemble_size = 1
+    return member
+
+
+def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
+    """Trains members with seeds `cfg.seed`, `cfg.seed + 1`, ..., each as `train` does into
+    `output_dir/seed<N>/`, then validates and tests their averaged probabilities.
+
+    Returns the ensemble's metrics; the summary (`metrics.json` in `output_dir`, and
+    `cfg.results`) also holds every member's test metrics and their mean.
+    """
+    if cfg.ensemble_size < 2:
+        raise ValueError(f"ensemble_size must be >= 2 for an ensemble, got {cfg.ensemble_size}")
+    if cfg.ckpt_path:
+        raise ValueError(
+            "ckpt_path resumes one run: resume an ensemble member with scripts/train.py "
+            "and its seed, not with ensemble_size"
+        )
+    start = time.perf_counter()
+    revision = git_revision()
+    members = []
+    for i in range(cfg.ensemble_size):
+        member = member_config(cfg, cfg.seed + i)
+        log.info("ensemble member %d of %d: seed %d", i + 1, cfg.ensemble_size, member.seed)
+        train(member, command)
+        summary = json.loads((Path(member.output_dir) / "metrics.json").read_text())
+        members.append({"seed": member.seed, **summary})
+    tasks = [load_task(m["best_checkpoint"]) for m in members]
+    combined = ensemble(tasks)
+    datamodule = instantiate(member.data)
+    datamodule.adopt(checkpoint_metadata(members[0]["best_checkpoint"]))
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    log.info("the ensemble of %d members: validation, then test", len(tasks))
+    metrics = dict(trainer.validate(combined, datamodule=datamodule)[0])
+    if cfg.test:
+        metrics.update(trainer.test(combined, datamodule=datamodule)[0])
+    metrics = {k: float(v) for k, v in metrics.items()}
+    tested = [{k: v for k, v in m["metrics"].items() if k.startswith("test/")} for m in members]
+    summary = {
+        "command": command,
+        "task": combined.task_name,
+        "metrics": metrics,
+        "member_test_mean": {k: statistics.mean(t[k] for t in tested) for k in tested[0]},
+        "members": [
+            {
+                "seed": m["seed"],
+                "test": t,
+                "best_checkpoint": m["best_checkpoint"],
+                "epochs": m["epochs"],
+                "train_seconds": m["train_seconds"],
+            }
+            for m, t in zip(members, tested, strict=True)
+        ],
+        "perf": {k: statistics.mean(m["perf"][k] for m in members) for k in members[0]["perf"]},
+        "parameters": sum(m["parameters"] for m in members),
+        "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
+        "total_seconds": round(time.perf_counter() - start, 1),
+        "git_revision": revision,
+        "device": members[0]["device"],
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    write_summary(summary, Path(cfg.output_dir), cfg.results)
+    return metrics
