@@ -35,7 +35,8 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
 
 def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """Trains members with seeds `cfg.seed`, `cfg.seed + 1`, ..., each as `train` does into
-    `output_dir/seed<N>/`, then validates and tests their averaged probabilities.
+    `output_dir/seed<N>/`, then validates and tests their averaged probabilities. Members
+    already finished in `output_dir` are kept; one with only `last.ckpt` resumes from it.
 
     Returns the ensemble's metrics; the summary (`metrics.json` in `output_dir`, and
     `cfg.results`) also holds every member's test metrics and their mean.
@@ -44,17 +45,25 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
         raise ValueError(f"ensemble_size must be >= 2 for an ensemble, got {cfg.ensemble_size}")
     if cfg.ckpt_path:
         raise ValueError(
-            "ckpt_path resumes one run: resume an ensemble member with scripts/train.py "
-            "and its seed, not with ensemble_size"
+            "ckpt_path resumes one run; an ensemble resumes when run again in its own "
+            "folder: hydra.run.dir=<its output folder> (or output_dir=...)"
         )
     start = time.perf_counter()
     revision = git_revision()
     members = []
     for i in range(cfg.ensemble_size):
         member = member_config(cfg, cfg.seed + i)
+        folder = Path(member.output_dir)
         log.info("ensemble member %d of %d: seed %d", i + 1, cfg.ensemble_size, member.seed)
-        train(member, command)
-        summary = json.loads((Path(member.output_dir) / "metrics.json").read_text())
+        # Run again in the same folder, an ensemble keeps its finished members and resumes
+        # an interrupted one from its last checkpoint.
+        if (folder / "metrics.json").is_file():
+            log.info("seed %d finished earlier: %s", member.seed, folder / "metrics.json")
+        else:
+            if (folder / "checkpoints" / "last.ckpt").is_file():
+                member.ckpt_path = str(folder / "checkpoints" / "last.ckpt")
+            train(member, command)
+        summary = json.loads((folder / "metrics.json").read_text())
         members.append({"seed": member.seed, **summary})
     tasks = [load_task(m["best_checkpoint"]) for m in members]
     combined = ensemble(tasks)

@@ -157,7 +157,17 @@ def test_ensemble_run_tests_the_members_averaged_probabilities(tmp_path):
     assert summary["member_test_mean"]["test/acc"] == pytest.approx(mean_acc)
 
 
-def test_an_ensemble_cannot_resume(tmp_path):
-    cfg = make_cfg(tmp_path, ["task=cls", "ensemble_size=2", "ckpt_path=last.ckpt"])
-    with pytest.raises(ValueError, match="resume an ensemble member"):
-        train_ensemble(cfg)
+def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
+    overrides = ["task=cls", *TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+                 "trainer.enable_progress_bar=false", "ensemble_size=2"]  # fmt: skip
+    first = train_ensemble(make_cfg(tmp_path, overrides))
+    best = [tmp_path / f"seed{s}" / "checkpoints" / "best.ckpt" for s in (42, 43)]
+    saved = [path.stat().st_mtime_ns for path in best]
+    (tmp_path / "seed43" / "metrics.json").unlink()  # seed 43 stopped after its last.ckpt
+    again = train_ensemble(make_cfg(tmp_path, overrides))
+    # Neither member trained again: seed 42 was kept, seed 43 resumed at its last epoch.
+    assert [path.stat().st_mtime_ns for path in best] == saved
+    assert (tmp_path / "seed43" / "metrics.json").is_file()
+    assert again == pytest.approx(first)
+    with pytest.raises(ValueError, match="an ensemble resumes when run again in its own folder"):
+        train_ensemble(make_cfg(tmp_path, [*overrides, "ckpt_path=last.ckpt"]))
