@@ -22,7 +22,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
     tasks = [load_task(path) for path in paths]
-    task = ensemble(tasks) if len(tasks) > 1 else tasks[0]
+    try:
+        task = ensemble(tasks) if len(tasks) > 1 else tasks[0]
+    except ValueError as e:  # "task i ..." counts in ckpt_path's order
+        raise ValueError(f"ckpt_path={paths}: {e}") from e
     given = {
         k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None
     }

@@ -63,3 +63,16 @@ def test_members_must_read_their_data_alike():
         ensemble([lm])
     with pytest.raises(ValueError, match="at least one"):
         ensemble([])
+
+
+def test_evaluate_names_the_checkpoints_that_cannot_be_averaged(monkeypatch):
+    from omegaconf import OmegaConf
+
+    import rnn_tasks.evaluate
+
+    vocab = Vocab(["<pad>", "<unk>", *WORDS]).to_dict()
+    saved = {"a.ckpt": cls_task(0), "b.ckpt": TaggingTask(vocab, ["A", "B"], RNN)}
+    monkeypatch.setattr(rnn_tasks.evaluate, "load_task", saved.__getitem__)
+    cfg = OmegaConf.create({"split": "test", "ckpt_path": ["a.ckpt", "b.ckpt"], "data": {}})
+    with pytest.raises(ValueError, match=r"ckpt_path=\['a.ckpt', 'b.ckpt'\]: task 1 is a Tag"):
+        rnn_tasks.evaluate.evaluate(cfg)
