@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .tasks import ensemble, load_task
+from .tasks.encoder_tasks import EncoderTask
 from .train import checkpoint_metadata, git_revision, train, write_summary
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
     """
     if cfg.ensemble_size < 2:
         raise ValueError(f"ensemble_size must be >= 2 for an ensemble, got {cfg.ensemble_size}")
+    if not issubclass(get_class(cfg.task._target_), EncoderTask):
+        raise ValueError("ensemble_size applies to task=pos and task=cls, not language models")
     if cfg.ckpt_path:
         raise ValueError(
             "ckpt_path resumes one run; an ensemble resumes when run again in its own "
@@ -55,8 +58,8 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
         member = member_config(cfg, cfg.seed + i)
         folder = Path(member.output_dir)
         log.info("ensemble member %d of %d: seed %d", i + 1, cfg.ensemble_size, member.seed)
-        # Run again in the same folder, an ensemble keeps its finished members and resumes
-        # an interrupted one from its last checkpoint.
+        # When run again in the same folder, an ensemble keeps its finished members and
+        # resumes an interrupted one from its last checkpoint.
         if (folder / "metrics.json").is_file():
             log.info("seed %d finished earlier: %s", member.seed, folder / "metrics.json")
         else:

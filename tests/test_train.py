@@ -171,3 +171,5 @@ def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
     assert again == pytest.approx(first)
     with pytest.raises(ValueError, match="an ensemble resumes when run again in its own folder"):
         train_ensemble(make_cfg(tmp_path, [*overrides, "ckpt_path=last.ckpt"]))
+    with pytest.raises(ValueError, match="not language models"):  # before any training
+        train_ensemble(make_cfg(tmp_path / "lm", ["task=lm", "ensemble_size=2"]))
