@@ -6,7 +6,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .tasks import ensemble, load_task
+from .tasks import RecurrentTask, ensemble, load_task
 from .train import checkpoint_metadata
 
 
@@ -21,11 +21,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in ("test", "validation"):
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
-    tasks = [load_task(path) for path in paths]
-    try:
-        task = ensemble(tasks) if len(tasks) > 1 else tasks[0]
-    except ValueError as e:  # "task i ..." counts in ckpt_path's order
-        raise ValueError(f"ckpt_path={paths}: {e}") from e
+    task = load_checkpoints(paths)
     given = {
         k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None
     }
@@ -34,13 +30,31 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"{paths[0]} stores no data config: name one with data=...")
     datamodule = instantiate(OmegaConf.create(data_cfg))
     datamodule.adopt(checkpoint_metadata(paths[0]))
+    return run_split(task, datamodule, cfg.split, cfg.accelerator)
+
+
+def load_checkpoints(paths: list[str]) -> RecurrentTask:
+    """The task of one checkpoint, or the ensemble of several (probabilities averaged)."""
+    tasks = [load_task(path) for path in paths]
+    if len(tasks) == 1:
+        return tasks[0]
+    try:
+        return ensemble(tasks)
+    except ValueError as e:  # "task i ..." counts in the order of `paths`
+        raise ValueError(f"ckpt_path={paths}: {e}") from e
+
+
+def run_split(
+    task: RecurrentTask, datamodule, split: str, accelerator: str = "cpu", verbose: bool = False
+) -> dict[str, float]:
+    """`task`'s metrics on `split` ("test" or "validation"): no logger, no checkpoints."""
     trainer = L.Trainer(
-        accelerator=cfg.accelerator,
+        accelerator=accelerator,
         devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
     )
-    run = trainer.test if cfg.split == "test" else trainer.validate
-    results = run(task, datamodule=datamodule, verbose=False)
+    run = trainer.test if split == "test" else trainer.validate
+    results = run(task, datamodule=datamodule, verbose=verbose)
     return {k: float(v) for k, v in results[0].items()}

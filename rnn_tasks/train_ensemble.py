@@ -10,11 +10,10 @@ import statistics
 import time
 from pathlib import Path
 
-import lightning as L
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .tasks import ensemble, load_task
+from .evaluate import load_checkpoints, run_split
 from .tasks.encoder_tasks import EncoderTask
 from .train import checkpoint_metadata, git_revision, train, write_summary
 
@@ -68,22 +67,15 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
             train(member, command)
         summary = json.loads((folder / "metrics.json").read_text())
         members.append({"seed": member.seed, **summary})
-    tasks = [load_task(m["best_checkpoint"]) for m in members]
-    combined = ensemble(tasks)
+    paths = [m["best_checkpoint"] for m in members]
+    combined = load_checkpoints(paths)
     datamodule = instantiate(member.data)
-    datamodule.adopt(checkpoint_metadata(members[0]["best_checkpoint"]))
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
-    log.info("the ensemble of %d members: validation, then test", len(tasks))
-    metrics = dict(trainer.validate(combined, datamodule=datamodule)[0])
-    if cfg.test:
-        metrics.update(trainer.test(combined, datamodule=datamodule)[0])
-    metrics = {k: float(v) for k, v in metrics.items()}
+    datamodule.adopt(checkpoint_metadata(paths[0]))
+    log.info("the ensemble of %d members: validation, then test", len(paths))
+    metrics = {}
+    accelerator = cfg.trainer.accelerator
+    for split in ("validation", "test") if cfg.test else ("validation",):
+        metrics.update(run_split(combined, datamodule, split, accelerator, verbose=True))
     tested = [{k: v for k, v in m["metrics"].items() if k.startswith("test/")} for m in members]
     summary = {
         "command": command,
