@@ -1,0 +1,63 @@
+"""The spam SVM anchor (`benchmarks/spam_svm.py`): its split is the experiment's, its
+metrics count as defined."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from rnn_tasks.data import ClassificationDataModule
+from rnn_tasks.data.sources import BUILTIN_DIR
+
+pytest.importorskip("sklearn")
+
+ROOT = Path(__file__).parents[1]
+DEMO = BUILTIN_DIR / "spam_demo.tsv"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("spam_svm", ROOT / "benchmarks" / "spam_svm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_binary_metrics_hand_case():
+    truth = [True, True, False, False, False]
+    predicted = [True, False, True, False, False]
+    m = load_benchmark().binary_metrics(truth, predicted)
+    assert m["acc"] == pytest.approx(3 / 5)
+    assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
+    assert (m["errors"], m["messages"], m["spam"]) == (2, 5, 2)
+
+
+def test_binary_metrics_without_predicted_spam_is_zero_not_an_error():
+    m = load_benchmark().binary_metrics([True, False], [False, False])
+    assert (m["precision"], m["recall"], m["f1"]) == (0.0, 0.0, 0.0)
+
+
+def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch):
+    bench = load_benchmark()
+    loaded, real_load = [], bench.load_spam
+
+    def spy(*args):
+        loaded.append(real_load(*args))
+        return loaded[-1]
+
+    monkeypatch.setattr(bench, "load_spam", spy)
+    out = tmp_path / "svm.json"
+    report = bench.main(["--data", str(DEMO), "--seeds", "3", "--out", str(out)])
+
+    dm = ClassificationDataModule(path=str(DEMO), seed=3)  # the config's fractions are its defaults
+    dm.setup("fit")
+    dm.setup("test")
+    for split in ("train", "validation", "test"):
+        assert loaded[0][split]["text"] == [r["text"] for r in dm._records[split]]
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    test = report["per_seed"]["3"]["test"]
+    assert (test["messages"], test["spam"]) == (
+        len(dm._records["test"]),
+        sum(r["label"] == "spam" for r in dm._records["test"]),
+    )
+    assert report["mean_test"]["acc"] == test["acc"]
