@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
     report = {
-        "command": "python benchmarks/spam_svm.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python benchmarks/spam_svm.py", *(argv or sys.argv[1:])]),
         "model": "TfidfVectorizer() + LinearSVC(), scikit-learn defaults, fitted on train",
         "data": str(args.data),
         "split": {"val_fraction": fractions.val_fraction, "test_fraction": fractions.test_fraction},
