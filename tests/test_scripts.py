@@ -84,7 +84,7 @@ def test_cls_predict_and_sweep(tmp_path):
     run("train.py", "-m", "task=cls", "model=elman,gru", *TINY, "trainer.limit_train_batches=2",
         f"hydra.sweep.dir={out}")  # fmt: skip
     runs = sorted(out.glob("*/metrics.json"))
-    assert len(runs) == 2
+    assert [p.parent.name for p in runs] == ["0_cls", "1_cls"]
     cells = [json.loads(p.read_text())["config"]["model"]["cell"] for p in runs]
     assert cells == ["elman", "gru"]
     ckpt = runs[0].parent / "checkpoints" / "best.ckpt"

@@ -31,6 +31,15 @@ def make_cfg(tmp_path, overrides, name="train"):
     return cfg
 
 
+def test_the_sweep_folder_resolves_before_hydra_config_is_set():
+    # `-m`: Hydra's sweeper names the sweep folder before it sets HydraConfig, so the folder
+    # cannot depend on `${hydra:...}` (run_name does); each job's subfolder can.
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
+        cfg = compose("train", overrides=["task=cls"], return_hydra_config=True)
+    HydraConfig.instance().cfg = None
+    assert str(cfg.hydra.sweep.dir).startswith("multirun/")
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
