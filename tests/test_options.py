@@ -140,6 +140,14 @@ def test_read_vectors_reports_the_bad_line(tmp_path):
         read_vectors(path, Vocab(["<pad>", "<unk>", "the"]))
 
 
+def test_a_missing_vectors_file_is_named_and_the_glove_one_says_what_writes_it(tmp_path):
+    vocab = Vocab(["<pad>", "<unk>", "the"])
+    with pytest.raises(FileNotFoundError, match=r"not found: .*vectors.txt$"):
+        read_vectors(tmp_path / "vectors.txt", vocab)
+    with pytest.raises(FileNotFoundError, match=r"glove.6B.50d.txt \(python scripts/glove_from"):
+        read_vectors(tmp_path / "glove.6B.50d.txt", vocab)
+
+
 def test_tagger_takes_embeddings_from_a_file_and_from_an_lm_checkpoint(tmp_path):
     torch.manual_seed(0)
     vocab = Vocab(["<pad>", "<unk>", "the", "cat"])

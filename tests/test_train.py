@@ -1,5 +1,6 @@
 """End to end through `train(cfg)` with the real Hydra configs (tiny sizes, no network)."""
 
+import importlib.util
 import json
 import platform
 from pathlib import Path
@@ -13,6 +14,7 @@ from omegaconf import open_dict
 
 from rnn_tasks.evaluate import evaluate
 from rnn_tasks.tasks import load_task
+from rnn_tasks.text.embeddings import GLOVE_50D
 from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
 from rnn_tasks.train_ensemble import train_ensemble
 
@@ -118,6 +120,17 @@ def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
     cfg = make_cfg(tmp_path, [f"experiment={name}"])
     assert cfg.results == f"results/{name}.json" and cfg.run_name == name
     assert (cfg.data.path or "").startswith("../shared/data/") or cfg.data.get("name") == "ptb"
+
+
+def test_the_glove_experiment_reads_what_glove_from_pypi_writes(tmp_path):
+    script = Path(CONFIGS).parent / "scripts" / "glove_from_pypi.py"
+    spec = importlib.util.spec_from_file_location("glove_from_pypi", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = make_cfg(tmp_path, ["experiment=ud_pos_glove"])
+    assert Path(cfg.task.embeddings.path) == module.DEFAULT_OUT
+    assert module.DEFAULT_OUT.name == GLOVE_50D  # the file whose absence names the script
+    assert cfg.model.embedding_dim == 50
 
 
 def test_weight_average_is_what_the_run_checkpoints_and_tests(tmp_path):

