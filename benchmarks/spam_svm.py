@@ -20,16 +20,20 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+import sklearn  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
+from sklearn.svm import LinearSVC  # noqa: E402
 
 from rnn_tasks.data.sources import load_spam  # noqa: E402
+from rnn_tasks.train import git_revision  # noqa: E402
 
 DATA_CONFIG = ROOT / "configs" / "data" / "sms_spam.yaml"
 METRICS = ("acc", "precision", "recall", "f1")
@@ -37,19 +41,16 @@ METRICS = ("acc", "precision", "recall", "f1")
 
 def binary_metrics(truth: list[bool], predicted: list[bool]) -> dict[str, float]:
     """Accuracy, and precision, recall and F1 of the positive class (spam)."""
-    tp = sum(t and p for t, p in zip(truth, predicted, strict=True))
-    fp = sum(p and not t for t, p in zip(truth, predicted, strict=True))
-    fn = sum(t and not p for t, p in zip(truth, predicted, strict=True))
-    correct = sum(t == p for t, p in zip(truth, predicted, strict=True))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, predicted, average="binary", zero_division=0
+    )
+    errors = sum(t != p for t, p in zip(truth, predicted, strict=True))
     return {
-        "acc": correct / len(truth),
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "errors": len(truth) - correct,
+        "acc": 1 - errors / len(truth),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "errors": errors,
         "messages": len(truth),
         "spam": sum(truth),
     }
@@ -57,10 +58,9 @@ def binary_metrics(truth: list[bool], predicted: list[bool]) -> dict[str, float]
 
 def svm_on_split(path: str | Path, seed: int, val_fraction: float, test_fraction: float):
     """Fits TF-IDF + LinearSVC on one seeded split's train part; metrics per held-out split."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.svm import LinearSVC
-
-    splits = load_spam(path, None, False, val_fraction, test_fraction, seed)
+    splits = load_spam(
+        path, hub=None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
     vectorizer = TfidfVectorizer()
     features = vectorizer.fit_transform(splits["train"]["text"])
     classifier = LinearSVC().fit(features, [label == "spam" for label in splits["train"]["label"]])
@@ -79,8 +79,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(ROOT / "results" / "sms_spam_svm.json"))
     args = parser.parse_args(argv)
 
-    import sklearn
-
     fractions = OmegaConf.load(DATA_CONFIG)
     per_seed = {}
     print(f"{'seed':>5} {'split':>10} {'acc':>7} {'P':>6} {'R':>6} {'F1':>6} errors")
@@ -98,9 +96,6 @@ def main(argv: list[str] | None = None) -> dict:
         f" mean {'test':>10} {mean_test['acc']:7.2%} {mean_test['precision']:6.3f} "
         f"{mean_test['recall']:6.3f} {mean_test['f1']:6.3f}"
     )
-    revision = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
     report = {
         "command": " ".join(["python benchmarks/spam_svm.py", *(argv or sys.argv[1:])]),
         "model": "TfidfVectorizer() + LinearSVC(), scikit-learn defaults, fitted on train",
@@ -108,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         "split": {"val_fraction": fractions.val_fraction, "test_fraction": fractions.test_fraction},
         "scikit_learn": sklearn.__version__,
         "python": platform.python_version(),
-        "git_revision": revision or None,
+        "git_revision": git_revision(),
         "per_seed": {str(seed): r for seed, r in per_seed.items()},
         "mean_test": mean_test,
     }

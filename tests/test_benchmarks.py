@@ -41,8 +41,8 @@ def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch):
     bench = load_benchmark()
     loaded, real_load = [], bench.load_spam
 
-    def spy(*args):
-        loaded.append(real_load(*args))
+    def spy(*args, **kwargs):
+        loaded.append(real_load(*args, **kwargs))
         return loaded[-1]
 
     monkeypatch.setattr(bench, "load_spam", spy)
