@@ -1,9 +1,7 @@
 """The spam SVM anchor (`benchmarks/spam_svm.py`): its split is the experiment's, its
 metrics count as defined."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,33 +10,26 @@ from rnn_tasks.data.sources import BUILTIN_DIR
 
 pytest.importorskip("sklearn")
 
-ROOT = Path(__file__).parents[1]
 DEMO = BUILTIN_DIR / "spam_demo.tsv"
+SCRIPT = "benchmarks/spam_svm.py"
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("spam_svm", ROOT / "benchmarks" / "spam_svm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_binary_metrics_hand_case():
+def test_binary_metrics_hand_case(load_script):
     truth = [True, True, False, False, False]
     predicted = [True, False, True, False, False]
-    m = load_benchmark().binary_metrics(truth, predicted)
+    m = load_script(SCRIPT).binary_metrics(truth, predicted)
     assert m["acc"] == pytest.approx(3 / 5)
     assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
     assert (m["errors"], m["messages"], m["spam"]) == (2, 5, 2)
 
 
-def test_binary_metrics_without_predicted_spam_is_zero_not_an_error():
-    m = load_benchmark().binary_metrics([True, False], [False, False])
+def test_binary_metrics_without_predicted_spam_is_zero_not_an_error(load_script):
+    m = load_script(SCRIPT).binary_metrics([True, False], [False, False])
     assert (m["precision"], m["recall"], m["f1"]) == (0.0, 0.0, 0.0)
 
 
-def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch):
-    bench = load_benchmark()
+def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch, load_script):
+    bench = load_script(SCRIPT)
     loaded, real_load = [], bench.load_spam
 
     def spy(*args, **kwargs):

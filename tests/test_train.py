@@ -1,6 +1,5 @@
 """End to end through `train(cfg)` with the real Hydra configs (tiny sizes, no network)."""
 
-import importlib.util
 import json
 import platform
 from pathlib import Path
@@ -122,11 +121,8 @@ def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
     assert (cfg.data.path or "").startswith("../shared/data/") or cfg.data.get("name") == "ptb"
 
 
-def test_the_glove_experiment_reads_what_glove_from_pypi_writes(tmp_path):
-    script = Path(CONFIGS).parent / "scripts" / "glove_from_pypi.py"
-    spec = importlib.util.spec_from_file_location("glove_from_pypi", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_the_glove_experiment_reads_what_glove_from_pypi_writes(tmp_path, load_script):
+    module = load_script("scripts/glove_from_pypi.py")
     cfg = make_cfg(tmp_path, ["experiment=ud_pos_glove"])
     assert Path(cfg.task.embeddings.path) == module.DEFAULT_OUT
     assert module.DEFAULT_OUT.name == GLOVE_50D  # the file whose absence names the script
