@@ -56,10 +56,21 @@ def binary_metrics(truth: list[bool], predicted: list[bool]) -> dict[str, float]
     }
 
 
-def svm_on_split(path: str | Path, seed: int, val_fraction: float, test_fraction: float):
+def svm_on_split(
+    path: str | Path,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    group_duplicates: bool = True,
+):
     """Fits TF-IDF + LinearSVC on one seeded split's train part; metrics per held-out split."""
     splits = load_spam(
-        path, hub=None, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+        path,
+        hub=None,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+        group_duplicates=group_duplicates,
     )
     vectorizer = TfidfVectorizer()
     features = vectorizer.fit_transform(splits["train"]["text"])
@@ -77,14 +88,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/sms_spam"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
     parser.add_argument("--out", default=str(ROOT / "results" / "sms_spam_svm.json"))
+    parser.add_argument(
+        "--group-duplicates",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep repeated messages in one split (default: the data config's choice)",
+    )
     args = parser.parse_args(argv)
 
     fractions = OmegaConf.load(DATA_CONFIG)
+    if args.group_duplicates is None:
+        args.group_duplicates = bool(fractions.group_duplicates)
     per_seed = {}
     print(f"{'seed':>5} {'split':>10} {'acc':>7} {'P':>6} {'R':>6} {'F1':>6} errors")
     for seed in args.seeds:
         per_seed[seed] = svm_on_split(
-            args.data, seed, fractions.val_fraction, fractions.test_fraction
+            args.data,
+            seed,
+            fractions.val_fraction,
+            fractions.test_fraction,
+            args.group_duplicates,
         )
         for split, m in per_seed[seed].items():
             print(
@@ -100,7 +123,11 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python benchmarks/spam_svm.py", *(argv or sys.argv[1:])]),
         "model": "TfidfVectorizer() + LinearSVC(), scikit-learn defaults, fitted on train",
         "data": str(args.data),
-        "split": {"val_fraction": fractions.val_fraction, "test_fraction": fractions.test_fraction},
+        "split": {
+            "val_fraction": fractions.val_fraction,
+            "test_fraction": fractions.test_fraction,
+            "group_duplicates": args.group_duplicates,
+        },
         "scikit_learn": sklearn.__version__,
         "python": platform.python_version(),
         "git_revision": git_revision(),

@@ -37,10 +37,13 @@ def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch, load
         return loaded[-1]
 
     monkeypatch.setattr(bench, "load_spam", spy)
+    data = tmp_path / "sms.tsv"  # the demo messages, some of them repeated
+    lines = DEMO.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(lines + lines[::7]) + "\n", encoding="utf-8")
     out = tmp_path / "svm.json"
-    report = bench.main(["--data", str(DEMO), "--seeds", "3", "--out", str(out)])
+    report = bench.main(["--data", str(data), "--seeds", "3", "--out", str(out)])
 
-    dm = ClassificationDataModule(path=str(DEMO), seed=3)  # the config's fractions are its defaults
+    dm = ClassificationDataModule(path=str(data), seed=3)  # the config's split is its default
     dm.setup("fit")
     dm.setup("test")
     for split in ("train", "validation", "test"):

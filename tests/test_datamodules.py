@@ -128,9 +128,10 @@ def test_bad_choice_lists_options():
 
 # --- classification ------------------------------------------------------------------------
 
-SMS = "\n".join(
-    [f"ham\tSee you at {i} o'clock, ok?" for i in range(16)]
-    + [f"spam\tWIN £{i}00 now! Call 0800{i}" for i in range(4)]
+NAMES = "ann bob cat dan eve fay gus hal ivy jan kim lou max ned oli pam".split()
+SMS = "\n".join(  # a name each: messages that differ only in digits would count as one
+    [f"ham\tSee you at {i} o'clock, {name}?" for i, name in enumerate(NAMES)]
+    + [f"spam\tWIN £{i}00 now! Call 0800{i} {name}" for i, name in enumerate(NAMES[:4])]
 )
 
 

@@ -11,7 +11,7 @@ import datasets
 import pytest
 
 from rnn_tasks.data import DatasetUnavailableError, hub
-from rnn_tasks.data.sources import load_lm_corpus, load_pos, load_spam
+from rnn_tasks.data.sources import duplicate_key, load_lm_corpus, load_pos, load_spam
 from rnn_tasks.data.splits import random_split, stratified_split
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -28,7 +28,10 @@ def conllu(sentences):
 
 
 def spam_lines(n_ham, n_spam):
-    lines = [f"ham\tmessage {i}" for i in range(n_ham)] + [f"spam\tWIN {i}" for i in range(n_spam)]
+    """Distinct messages (not only by their digits, which `duplicate_key` sets aside)."""
+    words = ["x" * (i + 1) for i in range(max(n_ham, n_spam))]
+    lines = [f"ham\tmessage {w}" for w in words[:n_ham]]
+    lines += [f"spam\tWIN {w}" for w in words[:n_spam]]
     return "\n".join(lines) + "\n"
 
 
@@ -45,6 +48,37 @@ def test_stratified_split_keeps_ratios_is_reproducible_and_disjoint():
     assert [len(a[s]) for s in ("train", "validation", "test")] == [700, 100, 200]
     for split in a.values():
         assert Counter(labels[i] for i in split)["spam"] / len(split) == pytest.approx(0.13)
+
+
+def test_grouped_split_keeps_groups_whole_and_counts_examples():
+    # 30 messages sent three times each, 140 once: 13% spam either way.
+    labels = ["spam"] * 3 * 10 + ["ham"] * 3 * 20 + ["spam"] * 20 + ["ham"] * 120
+    groups = [f"r{i // 3}" for i in range(90)] + [f"u{i}" for i in range(140)]
+    split = stratified_split(labels, 0.1, 0.2, seed=5, groups=groups)
+    assert sorted(sum(split.values(), [])) == list(range(230))
+    where = {i: name for name, indices in split.items() for i in indices}
+    for g in set(groups):
+        assert len({where[i] for i, h in enumerate(groups) if h == g}) == 1, g
+    for name, share in (("validation", 0.1), ("test", 0.2)):
+        for label in ("ham", "spam"):
+            n = labels.count(label)
+            got = sum(labels[i] == label for i in split[name])
+            assert round(n * share) <= got < round(n * share) + 3  # whole groups of <= 3
+    assert split == stratified_split(labels, 0.1, 0.2, seed=5, groups=groups)
+    assert split != stratified_split(labels, 0.1, 0.2, seed=6, groups=groups)
+
+
+def test_split_without_groups_is_the_split_of_singleton_groups():
+    labels = ["ham"] * 87 + ["spam"] * 13
+    plain = stratified_split(labels, 0.1, 0.1, seed=2)
+    assert plain == stratified_split(labels, 0.1, 0.1, seed=2, groups=[f"m{i}" for i in range(100)])
+
+
+def test_grouped_split_rejects_a_group_with_two_labels():
+    with pytest.raises(ValueError, match="group 'x' has examples labelled 'ham' and 'spam'"):
+        stratified_split(["ham", "spam", "ham"], groups=["x", "x", "y"])
+    with pytest.raises(ValueError, match="2 groups for 3 labels"):
+        stratified_split(["ham", "spam", "ham"], groups=["x", "y"])
 
 
 def test_random_split_and_fraction_checks():
@@ -67,6 +101,24 @@ def test_load_spam_from_file_or_folder(tmp_path):
     assert [Counter(ds[s]["label"][:])["spam"] for s in ds] == [16, 2, 2]
     same = load_spam(path=tmp_path / "SMSSpamCollection", seed=0)
     assert same["validation"]["text"][:] == ds["validation"]["text"][:]
+
+
+def test_duplicate_key_sets_case_spacing_and_digits_aside():
+    assert duplicate_key("Call  08712 now!") == duplicate_key("call 09061 NOW!")
+    assert duplicate_key("call now") != duplicate_key("call me now")
+
+
+def test_load_spam_never_tests_a_message_seen_in_training(tmp_path):
+    lines = spam_lines(60, 15).splitlines()
+    lines += ["spam\tWIN a prize, call 0800 123"] * 8 + ["ham\tok"] * 17  # repeated messages
+    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for seed in range(5):
+        ds = load_spam(path=tmp_path / "sms.tsv", seed=seed)
+        seen = {duplicate_key(t) for t in ds["train"]["text"]}
+        held_out = ds["validation"]["text"][:] + ds["test"]["text"][:]
+        assert not seen & {duplicate_key(t) for t in held_out}
+    apart = load_spam(path=tmp_path / "sms.tsv", seed=0, group_duplicates=False)
+    assert set(apart["train"]["text"]) & set(apart["test"]["text"])  # what grouping prevents
 
 
 def test_load_spam_without_test_split(tmp_path):
@@ -220,7 +272,8 @@ def test_spam_from_hub_maps_class_labels_and_stratifies(fake_hub):
     features = datasets.Features(
         {"sms": datasets.Value("string"), "label": datasets.ClassLabel(names=["ham", "spam"])}
     )
-    rows = {"sms": [f"msg {i}\n" for i in range(50)], "label": [int(i % 5 == 0) for i in range(50)]}
+    texts = [f"msg {'x' * (i + 1)}\n" for i in range(50)]
+    rows = {"sms": texts, "label": [int(i % 5 == 0) for i in range(50)]}
     fake_hub[("ucirvine/sms_spam", None)] = datasets.DatasetDict(
         {"train": datasets.Dataset.from_dict(rows, features=features)}
     )

@@ -37,6 +37,7 @@ class ClassificationDataModule(TextDataModule):
         builtin: Use the packaged demo messages.
         val_fraction: Share of each class held out for validation (single-split sources).
         test_fraction: Share of each class held out for test (single-split sources).
+        group_duplicates: Keep every copy of a repeated message in one split (`load_spam`).
         lowercase: Lowercase words for the vocabulary lookup (`lookup_keys`).
         zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
         batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
@@ -52,6 +53,7 @@ class ClassificationDataModule(TextDataModule):
         builtin: bool = False,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
+        group_duplicates: bool = True,
         lowercase: bool = True,
         zero_digits: bool = False,
         batch_size: int = 32,
@@ -70,6 +72,7 @@ class ClassificationDataModule(TextDataModule):
         self.builtin = builtin
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
+        self.group_duplicates = group_duplicates
         self.lowercase = lowercase
         self.zero_digits = zero_digits
         self.labels: list[str] | None = None
@@ -77,7 +80,13 @@ class ClassificationDataModule(TextDataModule):
 
     def _load_records(self) -> dict[str, list]:
         ds = load_spam(
-            self.path, self.hub, self.builtin, self.val_fraction, self.test_fraction, self.seed
+            self.path,
+            self.hub,
+            self.builtin,
+            self.val_fraction,
+            self.test_fraction,
+            self.seed,
+            self.group_duplicates,
         )
         return {split: ds[split].to_list() for split in ds}
 

@@ -44,24 +44,46 @@ def stratified_split(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> dict[str, list[int]]:
     """Like `random_split`, but cuts each class separately so every split keeps the
     class ratios (13% spam stays 13% spam in a small validation set).
 
     Classes are visited in sorted order with one seeded generator, so the split depends
-    only on the labels and ``seed``.
+    only on the labels, ``groups`` and ``seed``.
+
+    Args:
+        groups: a key per example; examples with the same key land in the same split
+            (a repeated message is never tested on its own copy in train). They must share
+            a label. The fractions still count examples: a split takes whole groups until
+            it holds its share. Without groups every example is its own group.
     """
     _check_fractions(val_fraction, test_fraction)
-    by_class: dict[Hashable, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_class.setdefault(label, []).append(i)
+    if groups is None:
+        groups = range(len(labels))
+    elif len(groups) != len(labels):
+        raise ValueError(f"{len(groups)} groups for {len(labels)} labels")
+    members: dict[Hashable, list[int]] = {}  # group -> its examples, in first-seen order
+    group_label: dict[Hashable, Hashable] = {}
+    for i, (label, group) in enumerate(zip(labels, groups, strict=True)):
+        if group_label.setdefault(group, label) != label:
+            raise ValueError(
+                f"group {group!r} has examples labelled {group_label[group]!r} and {label!r}"
+            )
+        members.setdefault(group, []).append(i)
+    by_class: dict[Hashable, list[list[int]]] = {}
+    for group, indices in members.items():
+        by_class.setdefault(group_label[group], []).append(indices)
     rng = random.Random(seed)
     out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for label in sorted(by_class):
-        indices = by_class[label]
-        rng.shuffle(indices)
-        train, val, test = _cut(indices, val_fraction, test_fraction)
-        out["train"] += train
-        out["validation"] += val
-        out["test"] += test
+        class_groups = by_class[label]
+        rng.shuffle(class_groups)
+        n = sum(map(len, class_groups))
+        wanted = {"validation": round(n * val_fraction), "test": round(n * test_fraction)}
+        for indices in class_groups:  # validation fills first, then test, the rest trains
+            split = next((s for s, k in wanted.items() if k > 0), "train")
+            out[split] += indices
+            if split != "train":
+                wanted[split] -= len(indices)
     return {split: sorted(indices) for split, indices in out.items()}
