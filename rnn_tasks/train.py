@@ -70,15 +70,17 @@ def build_task(cfg: DictConfig, datamodule):
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+    checkpoints = output_dir / "checkpoints"
     callbacks = [
         EpochProfile(),
+        # best.ckpt by `monitor` (first: it is `trainer.checkpoint_callback`), and last.ckpt
+        # at every epoch's end, to resume from. last.ckpt has a callback of its own because
+        # Lightning 2.6 writes `save_last=True`'s file only in a step that saves a top-k
+        # checkpoint too, which made last.ckpt a copy of the best epoch.
         ModelCheckpoint(
-            dirpath=output_dir / "checkpoints",
-            filename="best",
-            monitor=cfg.monitor,
-            mode=cfg.monitor_mode,
-            save_last=True,
+            dirpath=checkpoints, filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode
         ),
+        ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
     ]
     if cfg.get("ema_decay"):
         callbacks.append(WeightAverage(cfg.ema_decay))

@@ -33,6 +33,13 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
     return member
 
 
+def mean_perf(perfs: list[dict]) -> dict:
+    """The members' throughput figures averaged; a member resumed after its last epoch
+    trained nothing in its final run and has none."""
+    timed = [p for p in perfs if p]
+    return {k: statistics.mean(p[k] for p in timed) for k in timed[0]} if timed else {}
+
+
 def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """Trains members with seeds `cfg.seed`, `cfg.seed + 1`, ..., each as `train` does into
     `output_dir/seed<N>/`, then validates and tests their averaged probabilities. Members
@@ -92,7 +99,7 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
             }
             for m, t in zip(members, tested, strict=True)
         ],
-        "perf": {k: statistics.mean(m["perf"][k] for m in members) for k in members[0]["perf"]},
+        "perf": mean_perf([m["perf"] for m in members]),
         "parameters": sum(m["parameters"] for m in members),
         "train_seconds": round(sum(m["train_seconds"] for m in members), 1),
         "total_seconds": round(time.perf_counter() - start, 1),

@@ -103,6 +103,15 @@ def test_checkpoint_round_trip_gives_the_same_predictions(tmp_path):
     assert result[0]["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
+def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_path):
+    # A learning rate far below float32's resolution leaves the weights as they are, so the
+    # monitored accuracy never beats epoch 0's: best.ckpt stays there, last.ckpt moves on.
+    pos_run(tmp_path, "trainer.max_epochs=3", "task.lr=1e-20")
+    load = lambda name: torch.load(tmp_path / "checkpoints" / name, weights_only=True)  # noqa: E731
+    assert (load("best.ckpt")["epoch"], load("last.ckpt")["epoch"]) == (0, 2)
+    assert load("last.ckpt")["global_step"] == 9  # 3 batches an epoch
+
+
 @pytest.mark.parametrize("extra", [[], ["ema_decay=0.5"]], ids=["plain", "weight-average"])
 def test_resume_from_last_checkpoint_continues_the_run(tmp_path, extra):
     pos_run(tmp_path / "a", *extra)
