@@ -175,6 +175,18 @@ def test_classification_batches_labels_and_class_counts(tmp_path):
     assert meta["labels"] == ["ham", "spam"] and Vocab.from_dict(meta["vocab"]) == dm.vocab
 
 
+@pytest.mark.parametrize(
+    ("module", "special", "missing"),
+    [(ClassificationDataModule, "pad", "unk"), (TaggingDataModule, "unk", "pad")],
+)
+def test_adopting_a_vocabulary_without_the_specials_batches_need_fails(module, special, missing):
+    only = {special: f"<{special}>", missing: None}  # a vocabulary with one of the two
+    vocab = Vocab.build([["win"]], specials=(f"<{special}>",), **only).to_dict()
+    meta = {"vocab": vocab, "chars": Vocab.build([["w"]]).to_dict(), "labels": [], "tags": []}
+    with pytest.raises(ValueError, match=f"the adopted vocabulary has no {missing} token"):
+        module(builtin=True).adopt(meta)
+
+
 def test_classification_adopt_rejects_unknown_labels(tmp_path):
     (tmp_path / "SMSSpamCollection").write_text(SMS, encoding="utf-8")
     (tmp_path / "eval.tsv").write_text("phish\tclick here\n", encoding="utf-8")

@@ -8,11 +8,11 @@ from os import PathLike
 
 import torch
 
-from ..text import Vocab, lookup_keys, pad_chars, spell, tokenize
-from .base import TextDataModule
+from ..text import pad_chars, tokenize
 from .batching import pad_right
 from .readers import read_labelled_tsv
 from .sources import load_spam
+from .words import WordsDataModule
 
 
 def collate_classification(items: list[dict], pad_id: int) -> dict:
@@ -24,7 +24,7 @@ def collate_classification(items: list[dict], pad_id: int) -> dict:
     return {"tokens": tokens, "lengths": lengths, "label": label, "chars": chars}
 
 
-class ClassificationDataModule(TextDataModule):
+class ClassificationDataModule(WordsDataModule):
     """Labelled messages (SMS spam, see `load_spam`), tokenised with `tokenize`.
 
     Batches: ``{"tokens": (B, T), "lengths": (B,), "label": (B,)}``. An empty message is
@@ -65,7 +65,15 @@ class ClassificationDataModule(TextDataModule):
         test_file: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file
+            lowercase,
+            zero_digits,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            min_freq,
+            max_vocab_size,
+            seed,
+            test_file,
         )
         self.path = path
         self.hub = hub
@@ -73,10 +81,7 @@ class ClassificationDataModule(TextDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.group_duplicates = group_duplicates
-        self.lowercase = lowercase
-        self.zero_digits = zero_digits
         self.labels: list[str] | None = None
-        self.chars: Vocab | None = None
 
     def _load_records(self) -> dict[str, list]:
         ds = load_spam(
@@ -94,30 +99,17 @@ class ClassificationDataModule(TextDataModule):
         return read_labelled_tsv(path)
 
     def _fit(self, records: dict[str, list]) -> None:
-        self.vocab = Vocab.build(
-            (self._keys(self._words(r)) for r in records["train"]),
-            min_freq=self.min_freq,
-            max_size=self.max_vocab_size,
-        )
+        self._fit_words([self._words(r) for r in records["train"]])
         self.labels = sorted({r["label"] for split in records.values() for r in split})
-        # Characters of the original spelling: capitals and digits are cues (FREE, 08712...).
-        self.chars = Vocab.build(list(w) for r in records["train"] for w in self._words(r))
 
     def _adopt(self, metadata: dict) -> None:
-        vocab = Vocab.from_dict(metadata["vocab"])
-        if vocab.pad_id is None or vocab.unk_id is None:
-            raise ValueError("the adopted vocabulary needs pad and unk tokens for classification")
-        self.vocab, self.labels = vocab, list(metadata["labels"])
-        self.chars = Vocab.from_dict(metadata["chars"])
+        self._adopt_words(metadata, specials=("pad", "unk"))  # an empty message is one <unk>
+        self.labels = list(metadata["labels"])
 
     def metadata(self) -> dict:
         if self.vocab is None or self.labels is None:
             raise RuntimeError("metadata() needs setup() first")
-        meta = {
-            "vocab": self.vocab.to_dict(),
-            "labels": list(self.labels),
-            "chars": self.chars.to_dict(),
-        }
+        meta = {**self._words_metadata(), "labels": list(self.labels)}
         if "train" in self._records:  # for class weighting; not needed to use a checkpoint
             meta["class_counts"] = self.class_counts()
         return meta
@@ -134,20 +126,9 @@ class ClassificationDataModule(TextDataModule):
         unknown = Counter(r["label"] for r in records if r["label"] not in label_ids)
         if unknown:
             raise ValueError(f"the {split} split has labels outside {self.labels}: {dict(unknown)}")
-        items = []
-        for r in records:
-            words = self._words(r)
-            items.append(
-                {
-                    "ids": self.vocab.encode(self._keys(words)),
-                    "label": label_ids[r["label"]],
-                    "chars": spell(words, self.chars),
-                }
-            )
-        return items
-
-    def _keys(self, words: list[str]) -> list[str]:
-        return lookup_keys(words, self.lowercase, self.zero_digits)
+        return [
+            {**self._encode_words(self._words(r)), "label": label_ids[r["label"]]} for r in records
+        ]
 
     @staticmethod
     def _words(record: dict) -> list[str]:

@@ -6,11 +6,11 @@ from collections import Counter
 from functools import partial
 from os import PathLike
 
-from ..text import Vocab, lookup_keys, pad_chars, spell
-from .base import TextDataModule
+from ..text import pad_chars
 from .batching import IGNORE_INDEX, pad_right
 from .readers import read_conllu
 from .sources import TagColumn, check_choice, load_pos
+from .words import WordsDataModule
 
 
 def collate_tagging(items: list[dict], pad_id: int) -> dict:
@@ -29,7 +29,7 @@ def collate_tagging(items: list[dict], pad_id: int) -> dict:
     }
 
 
-class TaggingDataModule(TextDataModule):
+class TaggingDataModule(WordsDataModule):
     """Sentences with one tag per word, from a CoNLL-U treebank (see `load_pos`).
 
     Batches: ``{"tokens": (B, T), "lengths": (B,), "tags": (B, T), "words": list[list[str]]}``.
@@ -71,7 +71,15 @@ class TaggingDataModule(TextDataModule):
         test_file: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file
+            lowercase,
+            zero_digits,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            min_freq,
+            max_vocab_size,
+            seed,
+            test_file,
         )
         check_choice("tag_column", tag_column, ("upos", "xpos"))
         self.path = path
@@ -79,10 +87,7 @@ class TaggingDataModule(TextDataModule):
         self.hub_config = hub_config
         self.builtin = builtin
         self.tag_column = tag_column
-        self.lowercase = lowercase
-        self.zero_digits = zero_digits
         self.tags: list[str] | None = None
-        self.chars: Vocab | None = None
 
     def _load_records(self) -> dict[str, list]:
         ds = load_pos(
@@ -93,33 +98,18 @@ class TaggingDataModule(TextDataModule):
     def _read_test_file(self, path: str | PathLike) -> list:
         return [{"tokens": s["tokens"], "tags": s[self.tag_column]} for s in read_conllu(path)]
 
-    def _keys(self, tokens: list[str]) -> list[str]:
-        return lookup_keys(tokens, self.lowercase, self.zero_digits)
-
     def _fit(self, records: dict[str, list]) -> None:
-        self.vocab = Vocab.build(
-            (self._keys(r["tokens"]) for r in records["train"]),
-            min_freq=self.min_freq,
-            max_size=self.max_vocab_size,
-        )
+        self._fit_words([r["tokens"] for r in records["train"]])
         self.tags = sorted({t for split in records.values() for r in split for t in r["tags"]})
-        self.chars = Vocab.build(list(w) for r in records["train"] for w in r["tokens"])
 
     def _adopt(self, metadata: dict) -> None:
-        vocab = Vocab.from_dict(metadata["vocab"])
-        if vocab.pad_id is None:
-            raise ValueError("the adopted vocabulary has no pad token; tagging batches need one")
-        self.vocab, self.tags = vocab, list(metadata["tags"])
-        self.chars = Vocab.from_dict(metadata["chars"])
+        self._adopt_words(metadata)
+        self.tags = list(metadata["tags"])
 
     def metadata(self) -> dict:
         if self.vocab is None or self.tags is None:
             raise RuntimeError("metadata() needs setup() first")
-        return {
-            "vocab": self.vocab.to_dict(),
-            "tags": list(self.tags),
-            "chars": self.chars.to_dict(),
-        }
+        return {**self._words_metadata(), "tags": list(self.tags)}
 
     def _make_dataset(self, split: str, records: list) -> list[dict]:
         tag_ids = {t: i for i, t in enumerate(self.tags)}
@@ -131,10 +121,9 @@ class TaggingDataModule(TextDataModule):
             )
         return [
             {
-                "ids": self.vocab.encode(self._keys(r["tokens"])),
+                **self._encode_words(r["tokens"]),
                 "tags": [tag_ids[t] for t in r["tags"]],
                 "words": r["tokens"],
-                "chars": spell(r["tokens"], self.chars),
             }
             for r in records
             if r["tokens"]  # an empty sentence has nothing to tag

@@ -1,0 +1,57 @@
+"""What the tagging and classification DataModules share: words looked up in a word
+vocabulary by a normalised key, and spelled, as written, in a character vocabulary."""
+
+from __future__ import annotations
+
+from ..text import Vocab, lookup_keys, spell
+from .base import TextDataModule
+
+
+class WordsDataModule(TextDataModule):
+    """A `TextDataModule` whose examples are lists of words, each given to the model twice:
+    its lookup key (``lowercase``, ``zero_digits``: `lookup_keys`) as a word id, and its
+    characters as written (capitals and digits are cues) for a character encoder.
+
+    Subclasses build both vocabularies with `_fit_words` and take them from a checkpoint
+    with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``.
+    """
+
+    def __init__(self, lowercase: bool, zero_digits: bool, *base_args) -> None:
+        """``base_args``: `TextDataModule`'s arguments, in its order."""
+        super().__init__(*base_args)
+        self.lowercase = lowercase
+        self.zero_digits = zero_digits
+        self.chars: Vocab | None = None
+
+    def _keys(self, words: list[str]) -> list[str]:
+        return lookup_keys(words, self.lowercase, self.zero_digits)
+
+    def _fit_words(self, train: list[list[str]]) -> None:
+        """The word vocabulary (by key) and the character vocabulary of the training words."""
+        self.vocab = Vocab.build(
+            (self._keys(words) for words in train),
+            min_freq=self.min_freq,
+            max_size=self.max_vocab_size,
+        )
+        self.chars = Vocab.build(list(w) for words in train for w in words)
+
+    def _adopt_words(self, metadata: dict, specials: tuple[str, ...] = ("pad",)) -> None:
+        """Takes both vocabularies from a checkpoint's metadata; the word vocabulary must
+        have the `specials` ("pad", "unk") the task's batches rely on."""
+        vocab = Vocab.from_dict(metadata["vocab"])
+        ids = {"pad": vocab.pad_id, "unk": vocab.unk_id}
+        missing = [name for name in specials if ids[name] is None]
+        if missing:
+            raise ValueError(
+                f"the adopted vocabulary has no {' or '.join(missing)} token; "
+                f"{type(self).__name__} batches need it"
+            )
+        self.vocab = vocab
+        self.chars = Vocab.from_dict(metadata["chars"])
+
+    def _encode_words(self, words: list[str]) -> dict:
+        """Word ids and character ids of one example's words."""
+        return {"ids": self.vocab.encode(self._keys(words)), "chars": spell(words, self.chars)}
+
+    def _words_metadata(self) -> dict:
+        return {"vocab": self.vocab.to_dict(), "chars": self.chars.to_dict()}
