@@ -88,25 +88,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/sms_spam"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
     parser.add_argument("--out", default=str(ROOT / "results" / "sms_spam_svm.json"))
+    split_config = OmegaConf.load(DATA_CONFIG)
     parser.add_argument(
         "--group-duplicates",
         action=argparse.BooleanOptionalAction,
-        default=None,
+        default=bool(split_config.group_duplicates),
         help="keep repeated messages in one split (default: the data config's choice)",
     )
     args = parser.parse_args(argv)
 
-    fractions = OmegaConf.load(DATA_CONFIG)
-    if args.group_duplicates is None:
-        args.group_duplicates = bool(fractions.group_duplicates)
     per_seed = {}
     print(f"{'seed':>5} {'split':>10} {'acc':>7} {'P':>6} {'R':>6} {'F1':>6} errors")
     for seed in args.seeds:
         per_seed[seed] = svm_on_split(
             args.data,
             seed,
-            fractions.val_fraction,
-            fractions.test_fraction,
+            split_config.val_fraction,
+            split_config.test_fraction,
             args.group_duplicates,
         )
         for split, m in per_seed[seed].items():
@@ -124,8 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         "model": "TfidfVectorizer() + LinearSVC(), scikit-learn defaults, fitted on train",
         "data": str(args.data),
         "split": {
-            "val_fraction": fractions.val_fraction,
-            "test_fraction": fractions.test_fraction,
+            "val_fraction": split_config.val_fraction,
+            "test_fraction": split_config.test_fraction,
             "group_duplicates": args.group_duplicates,
         },
         "scikit_learn": sklearn.__version__,

@@ -8,13 +8,13 @@ network points at; the Hub is used only when neither of the others is asked for.
 from __future__ import annotations
 
 import logging
-import re
 from os import PathLike
 from pathlib import Path
 from typing import Literal, get_args
 
 import datasets
 
+from ..text import lookup_keys
 from .hub import load_hub_dataset
 from .readers import read_conllu, read_labelled_tsv, read_lines
 from .splits import random_split, stratified_split
@@ -200,7 +200,7 @@ def _pos_hub(hub: str, config: str | None, tag_column: str) -> datasets.DatasetD
 def duplicate_key(text: str) -> str:
     """What makes two messages one for splitting: the text, with case, spacing and digits
     set aside (spam templates repeat with another phone number or code)."""
-    return re.sub(r"\d", "0", " ".join(text.lower().split()))
+    return " ".join(lookup_keys(text.split(), lowercase=True, zero_digits=True))
 
 
 def load_spam(

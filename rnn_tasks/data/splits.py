@@ -64,16 +64,15 @@ def stratified_split(
     elif len(groups) != len(labels):
         raise ValueError(f"{len(groups)} groups for {len(labels)} labels")
     members: dict[Hashable, list[int]] = {}  # group -> its examples, in first-seen order
-    group_label: dict[Hashable, Hashable] = {}
-    for i, (label, group) in enumerate(zip(labels, groups, strict=True)):
-        if group_label.setdefault(group, label) != label:
-            raise ValueError(
-                f"group {group!r} has examples labelled {group_label[group]!r} and {label!r}"
-            )
+    for i, group in enumerate(groups):
         members.setdefault(group, []).append(i)
     by_class: dict[Hashable, list[list[int]]] = {}
     for group, indices in members.items():
-        by_class.setdefault(group_label[group], []).append(indices)
+        label = labels[indices[0]]
+        other = next((labels[i] for i in indices if labels[i] != label), label)
+        if other != label:
+            raise ValueError(f"group {group!r} has examples labelled {label!r} and {other!r}")
+        by_class.setdefault(label, []).append(indices)
     rng = random.Random(seed)
     out: dict[str, list[int]] = {"train": [], "validation": [], "test": []}
     for label in sorted(by_class):
