@@ -1,14 +1,20 @@
-"""Training callbacks: where an epoch's time goes (`EpochProfile`) and an exponential
-moving average of the weights (`WeightAverage`)."""
+"""Training callbacks: where an epoch's time goes (`EpochProfile`), an exponential moving
+average of the weights (`WeightAverage`), and checkpoints that survive a resume into a new
+run folder (`RunCheckpoint`)."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
+
+log = logging.getLogger(__name__)
 
 
 def count_tokens(batch: dict) -> int:
@@ -103,3 +109,49 @@ class WeightAverage(EMAWeightAveraging):
     def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint`, which also keeps its record when a run resumes from a
+    checkpoint written in another folder.
+
+    Lightning restores the best score only when the checkpoint folder is unchanged. A run
+    resumed with ``ckpt_path=<old run>/checkpoints/last.ckpt`` gets a new Hydra folder, so
+    the first epoch after the resume became ``best.ckpt`` however bad it was, and was the
+    one tested. Here the old run's checkpoint files are copied into the new folder and
+    the record (best score, paths) carries on there, so the new folder is a whole run.
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        old_dir = state_dict.get("dirpath")
+        if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
+            super().load_state_dict(state_dict)
+            return
+        new_dir = Path(self.dirpath)
+        new_dir.mkdir(parents=True, exist_ok=True)
+
+        def moved(path: str) -> str:
+            if not path:
+                return path
+            target = new_dir / Path(path).name
+            if Path(path).is_file():
+                shutil.copy2(path, target)
+            return str(target)
+
+        state = {
+            **state_dict,
+            "dirpath": self.dirpath,
+            "best_model_path": moved(state_dict.get("best_model_path", "")),
+            "kth_best_model_path": moved(state_dict.get("kth_best_model_path", "")),
+            "last_model_path": moved(state_dict.get("last_model_path", "")),
+            "best_k_models": {moved(p): v for p, v in state_dict.get("best_k_models", {}).items()},
+        }
+        if self.monitor and state["best_model_path"]:
+            log.info(
+                "resuming: %s (%s %.4f) carried over from %s",
+                Path(state["best_model_path"]).name,
+                self.monitor,
+                float(state_dict["best_model_score"]),
+                old_dir,
+            )
+        super().load_state_dict(state)

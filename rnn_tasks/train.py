@@ -17,10 +17,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import EpochProfile, WeightAverage
+from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,31 @@ def checkpoint_metadata(ckpt_path: str | Path) -> dict:
     return {k: hp[k] for k in ("vocab", "tags", "chars", "labels") if k in hp}
 
 
+# What a resumed run may change in `data`: how the same examples are batched and tested,
+# and where the files are now. Anything else (the split's seed and fractions, the word
+# lookup) would resume on other data, and a new split trains on the old one's test set.
+RESUMABLE_DATA_KEYS = frozenset(
+    {"path", "batch_size", "eval_batch_size", "num_workers", "test_file"}
+)
+
+
+def check_resumed_data(ckpt_path: str | Path, data: dict) -> None:
+    """Raises if `data` (the run's resolved data config) differs from the checkpoint's."""
+    hp = torch.load(ckpt_path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    trained = hp.get("data") or {}
+    differ = [
+        f"data.{key}={value!r} (this run: {data.get(key)!r})"
+        for key, value in trained.items()
+        if key not in RESUMABLE_DATA_KEYS and key in data and data[key] != value
+    ]
+    if differ:
+        raise ValueError(
+            f"{ckpt_path} was trained with {', '.join(differ)}: resuming it on other data "
+            f"would mix the two runs' splits. Resume with the checkpoint's settings (override "
+            f"them back), or start a new run without ckpt_path"
+        )
+
+
 def build_datamodule(cfg: DictConfig, stage: str, metadata: dict | None = None):
     """Instantiate `cfg.data`, adopt a checkpoint's vocabulary if given, and set it up."""
     datamodule = instantiate(cfg.data)
@@ -77,10 +102,10 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         # at every epoch's end, to resume from. last.ckpt has a callback of its own because
         # Lightning 2.6 writes `save_last=True`'s file only in a step that saves a top-k
         # checkpoint too, which made last.ckpt a copy of the best epoch.
-        ModelCheckpoint(
+        RunCheckpoint(
             dirpath=checkpoints, filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode
         ),
-        ModelCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+        RunCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
     ]
     if cfg.get("ema_decay"):
         callbacks.append(WeightAverage(cfg.ema_decay))
@@ -124,7 +149,10 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
-    metadata = checkpoint_metadata(cfg.ckpt_path) if cfg.ckpt_path else None
+    metadata = None
+    if cfg.ckpt_path:
+        check_resumed_data(cfg.ckpt_path, OmegaConf.to_container(cfg.data, resolve=True))
+        metadata = checkpoint_metadata(cfg.ckpt_path)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
     trainer = build_trainer(cfg, output_dir)

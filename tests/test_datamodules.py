@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from rnn_tasks.data import ClassificationDataModule, LMDataModule, TaggingDataModule, hub
+from rnn_tasks.data.errors import DataFormatError
 from rnn_tasks.text import Vocab
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -111,7 +112,7 @@ def test_tagging_metadata_adopt_and_test_file(ud_dir, tmp_path_factory):
     bad = write_conllu(tmp_path_factory.mktemp("bad") / "x.conllu", [[("dog", "ADJ")]])
     other = TaggingDataModule(path=str(ud_dir), test_file=str(bad))
     other.adopt(meta)
-    with pytest.raises(ValueError, match="test split has tags outside.*'ADJ'"):
+    with pytest.raises(DataFormatError, match=r"x.conllu:1: tag 'ADJ' is not one of the model's"):
         other.setup()
     with pytest.raises(RuntimeError, match="before setup"):
         dm.adopt(meta)
@@ -189,12 +190,12 @@ def test_adopting_a_vocabulary_without_the_specials_batches_need_fails(module, s
 
 def test_classification_adopt_rejects_unknown_labels(tmp_path):
     (tmp_path / "SMSSpamCollection").write_text(SMS, encoding="utf-8")
-    (tmp_path / "eval.tsv").write_text("phish\tclick here\n", encoding="utf-8")
+    (tmp_path / "eval.tsv").write_text("ham\thi\nphish\tclick here\n", encoding="utf-8")
     dm = ClassificationDataModule(path=str(tmp_path))
     dm.setup()
     other = ClassificationDataModule(path=str(tmp_path), test_file=str(tmp_path / "eval.tsv"))
     other.adopt(dm.metadata())
-    with pytest.raises(ValueError, match="labels outside.*'phish'"):
+    with pytest.raises(DataFormatError, match=r"eval.tsv:2: label 'phish' is not one of .*'spam'"):
         other.setup("test")
 
 

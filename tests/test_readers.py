@@ -45,12 +45,14 @@ def test_read_conllu(tmp_path):
             "tokens": ["I", "do", "n't", "know"],
             "upos": ["PRON", "AUX", "PART", "VERB"],
             "xpos": ["PRP", "VBP", "RB", "VB"],
+            "line": 4,  # of the first word
         },
         {
             "tokens": ["Sue", "likes", "tea"],
             "upos": ["PROPN", "VERB", "NOUN"],
             "xpos": ["NNP", "VBZ", "NN"],
-        },  # noqa: E501
+            "line": 11,
+        },
     ]
 
 
@@ -88,9 +90,31 @@ def test_read_labelled_tsv(tmp_path):
     f = tmp_path / "sms.tsv"
     f.write_text("ham\tHi there\n\nspam\tWIN\tnow \r\n", encoding="utf-8")
     assert read_labelled_tsv(f) == [
-        {"text": "Hi there", "label": "ham"},
-        {"text": "WIN\tnow", "label": "spam"},  # only the first tab separates
+        {"text": "Hi there", "label": "ham", "line": 1},
+        {"text": "WIN\tnow", "label": "spam", "line": 3},  # only the first tab separates
     ]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path):
+    # Windows editors save UTF-8 with a BOM; read as text it made the label "\ufeffham",
+    # a third class.
+    tsv, conllu, txt = tmp_path / "sms.tsv", tmp_path / "x.conllu", tmp_path / "t.txt"
+    tsv.write_bytes("ham\tHi\nspam\tWIN\n".encode("utf-8-sig"))
+    conllu.write_bytes((row(1, "Hi") + "\n").encode("utf-8-sig"))
+    txt.write_bytes("a b\n".encode("utf-8-sig"))
+    assert [r["label"] for r in read_labelled_tsv(tsv)] == ["ham", "spam"]
+    assert read_conllu(conllu)[0]["tokens"] == ["Hi"]
+    assert read_lines(txt) == ["a b"]
+
+
+@pytest.mark.parametrize("reader", [read_labelled_tsv, read_conllu, read_lines])
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path, reader):
+    f = tmp_path / "latin1.txt"
+    f.write_bytes(b"\n" + "spam\tWIN £100\n".encode("latin-1"))  # line 1 blank: all read on
+    with pytest.raises(
+        DataFormatError, match=r"latin1.txt:2: not UTF-8 text: byte 0xa3 at column 10"
+    ):
+        reader(f)
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,31 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path, extra):
     assert resumed["epoch"] == 1  # epoch 0 came from the first run
 
 
+def test_a_run_resumed_in_a_new_folder_keeps_the_best_checkpoint_it_had(tmp_path):
+    # Frozen weights (lr far below float32's resolution): epoch 1 only ties epoch 0, so
+    # the best checkpoint must stay epoch 0's. Lightning alone restores the best score
+    # only in the same folder, and so made the first epoch after a resume the best.
+    pos_run(tmp_path / "a", "task.lr=1e-20")
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2", "task.lr=1e-20")
+    best = tmp_path / "b" / "checkpoints" / "best.ckpt"
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+    summary = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert Path(summary["best_checkpoint"]) == best  # tested from the new folder
+    assert (tmp_path / "a" / "checkpoints" / "best.ckpt").is_file()  # the old run untouched
+
+
+def test_resuming_on_another_split_is_an_error_that_names_the_setting(tmp_path):
+    pos_run(tmp_path / "a", "seed=1")
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match=r"last.ckpt was trained with data.seed=1 \(this run: 2\)"):
+        pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2", "seed=2")
+    assert not (tmp_path / "b" / "checkpoints").exists()  # stopped before training
+    # How the same examples are batched may change.
+    pos_run(tmp_path / "c", f"ckpt_path={last}", "trainer.max_epochs=2", "seed=1",
+            "data.batch_size=8")  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "name", sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml"))
 )

@@ -4,7 +4,8 @@ and the data loaders. Each task fills in how to load, read a test file, fit and 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from os import PathLike
 
 import lightning as L
@@ -13,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..text import Vocab
+from .errors import DataFormatError
 from .sources import SPLITS
 
 # Splits each Lightning stage needs.
@@ -131,6 +133,34 @@ class TextDataModule(L.LightningDataModule):
         for split, records in self._records.items():
             if split not in self._datasets:
                 self._datasets[split] = self._make_dataset(split, records)
+
+    def _check_known(
+        self,
+        split: str,
+        records: list[dict],
+        values: Callable[[dict], Iterable[str]],
+        known: list[str],
+        what: str,
+    ) -> None:
+        """Raises if a record has a `what` (tag, label) outside `known`, the model's inventory.
+
+        In a ``test_file`` it names the file and the line of the first such record.
+        """
+        known_set = set(known)
+        unknown = Counter(v for r in records for v in values(r) if v not in known_set)
+        if not unknown:
+            return
+        counts = dict(unknown.most_common())
+        first = next(r for r in records if any(v not in known_set for v in values(r)))
+        if split == "test" and self.test_file is not None and "line" in first:
+            bad = next(v for v in values(first) if v not in known_set)
+            raise DataFormatError(
+                self.test_file,
+                first["line"],
+                f"{what} {bad!r} is not one of the model's {what}s {known} "
+                f"(unknown {what}s in the file: {counts})",
+            )
+        raise ValueError(f"the {split} split has {what}s outside the {what} set {known}: {counts}")
 
     def _dataset(self, split: str) -> list | Tensor:
         if split not in self._datasets:

@@ -122,10 +122,8 @@ class ClassificationDataModule(WordsDataModule):
         return [counts[label] for label in self.labels]
 
     def _make_dataset(self, split: str, records: list) -> list[dict]:
+        self._check_known(split, records, lambda r: [r["label"]], self.labels, "label")
         label_ids = {label: i for i, label in enumerate(self.labels)}
-        unknown = Counter(r["label"] for r in records if r["label"] not in label_ids)
-        if unknown:
-            raise ValueError(f"the {split} split has labels outside {self.labels}: {dict(unknown)}")
         return [
             {**self._encode_words(self._words(r)), "label": label_ids[r["label"]]} for r in records
         ]

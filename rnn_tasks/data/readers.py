@@ -1,12 +1,14 @@
 """Parsers for local data files: CoNLL-U treebanks, labelled TSV, plain text lines.
 
 Each returns plain python records and raises `DataFormatError` with the file and line
-number on malformed input.
+number on malformed input. Files are UTF-8; a leading byte-order mark is dropped (Windows
+editors write one), so it never becomes part of the first label or word.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 
@@ -23,6 +25,26 @@ def _check_file(path: str | PathLike, what: str) -> Path:
     return path
 
 
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line end) of a UTF-8 file.
+
+    Decoding line by line, rather than through a text-mode file, lets a byte that is not
+    UTF-8 be reported at its line instead of as an offset into a read buffer.
+    """
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(
+                    path,
+                    lineno,
+                    f"not UTF-8 text: byte {raw[err.start]:#04x} at column {err.start + 1} "
+                    f"(re-save the file as UTF-8)",
+                ) from None
+            yield lineno, line.rstrip("\r\n")
+
+
 def read_conllu(path: str | PathLike) -> list[dict]:
     """Reads a CoNLL-U file (https://universaldependencies.org/format.html).
 
@@ -30,7 +52,8 @@ def read_conllu(path: str | PathLike) -> list[dict]:
     syntactic words are the tokens.
 
     Returns:
-        One ``{"tokens": [...], "upos": [...], "xpos": [...]}`` per sentence.
+        One ``{"tokens": [...], "upos": [...], "xpos": [...], "line": n}`` per sentence,
+        ``line`` being the line of its first word.
 
     Raises:
         FileNotFoundError: If there is no file at ``path``.
@@ -41,46 +64,47 @@ def read_conllu(path: str | PathLike) -> list[dict]:
     tokens: list[str] = []
     upos: list[str] = []
     xpos: list[str] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():  # a blank line ends a sentence
-                if tokens:
-                    sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos})
-                    tokens, upos, xpos = [], [], []
-                continue
-            if line.startswith("#"):
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise DataFormatError(
-                    path,
-                    lineno,
-                    f"expected 10 tab-separated CoNLL-U columns (ID FORM LEMMA UPOS XPOS FEATS "
-                    f"HEAD DEPREL DEPS MISC), found {len(cols)}",
-                )
-            word_id = cols[0]
-            if _MULTIWORD_ID.fullmatch(word_id) or _EMPTY_NODE_ID.fullmatch(word_id):
-                continue
-            if not word_id.isdigit():
-                raise DataFormatError(
-                    path,
-                    lineno,
-                    f"bad word ID {word_id!r}: expected an integer, a range like '3-4' "
-                    f"or an empty node like '5.1'",
-                )
-            if int(word_id) != len(tokens) + 1:
-                raise DataFormatError(
-                    path,
-                    lineno,
-                    f"word ID {word_id} out of sequence: expected {len(tokens) + 1} "
-                    f"(is the blank line between two sentences missing?)",
-                )
-            tokens.append(cols[1])
-            upos.append(cols[3])
-            xpos.append(cols[4])
+    first_line = 0
+    for lineno, line in _numbered_lines(path):
+        if not line.strip():  # a blank line ends a sentence
+            if tokens:
+                sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line})
+                tokens, upos, xpos = [], [], []
+            continue
+        if line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 10:
+            raise DataFormatError(
+                path,
+                lineno,
+                f"expected 10 tab-separated CoNLL-U columns (ID FORM LEMMA UPOS XPOS FEATS "
+                f"HEAD DEPREL DEPS MISC), found {len(cols)}",
+            )
+        word_id = cols[0]
+        if _MULTIWORD_ID.fullmatch(word_id) or _EMPTY_NODE_ID.fullmatch(word_id):
+            continue
+        if not word_id.isdigit():
+            raise DataFormatError(
+                path,
+                lineno,
+                f"bad word ID {word_id!r}: expected an integer, a range like '3-4' "
+                f"or an empty node like '5.1'",
+            )
+        if int(word_id) != len(tokens) + 1:
+            raise DataFormatError(
+                path,
+                lineno,
+                f"word ID {word_id} out of sequence: expected {len(tokens) + 1} "
+                f"(is the blank line between two sentences missing?)",
+            )
+        if not tokens:
+            first_line = lineno
+        tokens.append(cols[1])
+        upos.append(cols[3])
+        xpos.append(cols[4])
     if tokens:  # the last sentence may lack its trailing blank line
-        sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos})
+        sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line})
     return sentences
 
 
@@ -88,7 +112,7 @@ def read_labelled_tsv(path: str | PathLike) -> list[dict]:
     """Reads ``label<TAB>text`` lines (the SMS Spam Collection format); blank lines skipped.
 
     Returns:
-        One ``{"text": str, "label": str}`` per line, both stripped.
+        One ``{"text": str, "label": str, "line": n}`` per line, text and label stripped.
 
     Raises:
         FileNotFoundError: If there is no file at ``path``.
@@ -96,26 +120,21 @@ def read_labelled_tsv(path: str | PathLike) -> list[dict]:
     """
     path = _check_file(path, "labelled TSV file (label<TAB>text lines)")
     examples: list[dict] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if "\t" not in line:
-                raise DataFormatError(
-                    path, lineno, "expected 'label<TAB>text', found no tab character"
-                )
-            label, text = (part.strip() for part in line.split("\t", 1))
-            if not label:
-                raise DataFormatError(path, lineno, "empty label before the tab")
-            if not text:
-                raise DataFormatError(path, lineno, f"empty text after label {label!r}")
-            examples.append({"text": text, "label": label})
+    for lineno, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise DataFormatError(path, lineno, "expected 'label<TAB>text', found no tab character")
+        label, text = (part.strip() for part in line.split("\t", 1))
+        if not label:
+            raise DataFormatError(path, lineno, "empty label before the tab")
+        if not text:
+            raise DataFormatError(path, lineno, f"empty text after label {label!r}")
+        examples.append({"text": text, "label": label, "line": lineno})
     return examples
 
 
 def read_lines(path: str | PathLike) -> list[str]:
     """Reads a text corpus: one stripped line per entry, empty lines left out."""
     path = _check_file(path, "text corpus file")
-    with path.open(encoding="utf-8") as f:
-        return [s for s in (line.strip() for line in f) if s]
+    return [s for s in (line.strip() for _, line in _numbered_lines(path)) if s]

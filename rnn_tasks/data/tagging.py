@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import partial
 from os import PathLike
 
@@ -96,7 +95,10 @@ class TaggingDataModule(WordsDataModule):
         return {split: ds[split].to_list() for split in ds}
 
     def _read_test_file(self, path: str | PathLike) -> list:
-        return [{"tokens": s["tokens"], "tags": s[self.tag_column]} for s in read_conllu(path)]
+        return [
+            {"tokens": s["tokens"], "tags": s[self.tag_column], "line": s["line"]}
+            for s in read_conllu(path)
+        ]
 
     def _fit(self, records: dict[str, list]) -> None:
         self._fit_words([r["tokens"] for r in records["train"]])
@@ -112,13 +114,8 @@ class TaggingDataModule(WordsDataModule):
         return {**self._words_metadata(), "tags": list(self.tags)}
 
     def _make_dataset(self, split: str, records: list) -> list[dict]:
+        self._check_known(split, records, lambda r: r["tags"], self.tags, "tag")
         tag_ids = {t: i for i, t in enumerate(self.tags)}
-        unknown = Counter(t for r in records for t in r["tags"] if t not in tag_ids)
-        if unknown:
-            raise ValueError(
-                f"the {split} split has tags outside the tag set {self.tags}: "
-                f"{dict(unknown.most_common())}"
-            )
         return [
             {
                 **self._encode_words(r["tokens"]),
