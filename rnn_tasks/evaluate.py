@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .tasks import RecurrentTask, ensemble, load_task
 from .train import checkpoint_metadata
+
+LOOKUP_KEYS = ("lowercase", "zero_digits")  # how words meet the vocabulary: set by training
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -15,22 +18,30 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     A list of checkpoints (`ckpt_path=[a.ckpt,b.ckpt]`, an ensemble's members) is evaluated
     as the average of their probabilities. The data config is the one stored in the (first)
-    checkpoint unless `cfg.data` names one; its non-null keys (e.g. `test_file`) override
-    the stored ones.
+    checkpoint, with the non-null keys of `cfg.data` (e.g. `test_file`, `path`) set over
+    it. The word lookup keys stay the checkpoint's whatever `cfg.data` says.
     """
     if cfg.split not in ("test", "validation"):
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
     task = load_checkpoints(paths)
-    given = {
-        k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if v is not None
-    }
-    data_cfg = given if "_target_" in given else {**(task.hparams.get("data") or {}), **given}
-    if "_target_" not in data_cfg:
-        raise ValueError(f"{paths[0]} stores no data config: name one with data=...")
+    data_cfg = evaluation_data(task, OmegaConf.to_container(cfg.data, resolve=True), paths[0])
     datamodule = instantiate(OmegaConf.create(data_cfg))
     datamodule.adopt(checkpoint_metadata(paths[0]))
     return run_split(task, datamodule, cfg.split, cfg.accelerator)
+
+
+def evaluation_data(task: RecurrentTask, overrides: dict, ckpt_path: str) -> dict:
+    """The data config `task` was trained with, `overrides`' non-null keys set over it; the
+    word lookup keys stay the task's, whose vocabulary was built with them."""
+    stored = task.hparams.get("data")
+    if not stored:
+        raise ValueError(f"{ckpt_path} stores no data config to evaluate on")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    lookup = {k: task.hparams[k] for k in LOOKUP_KEYS if k in task.hparams and k in stored}
+    return {**stored, **given, **lookup}
 
 
 def load_checkpoints(paths: list[str]) -> RecurrentTask:

@@ -8,9 +8,20 @@ The prompt is read once and its state carried forward; each new word costs one `
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 
 import torch
 from torch import Tensor, nn
+
+
+def check_sampling(temperature: float, top_k: int | None) -> None:
+    """Raises a ValueError naming a sampling setting of the wrong type or range."""
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
+    if top_k is not None and (
+        isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 1
+    ):
+        raise ValueError(f"top_k must be a whole number >= 1, or None for all words, got {top_k!r}")
 
 
 def sample_next(
@@ -23,10 +34,7 @@ def sample_next(
 
     `temperature=0` is greedy (argmax); `top_k` keeps only the k most likely words.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+    check_sampling(temperature, top_k)
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits / temperature
@@ -63,8 +71,11 @@ def generate(
     drawn (not included in the result) or `max_new_tokens` words were made.
     Returns the new ids only.
     """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral):
+        raise ValueError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_sampling(temperature, top_k)  # before the loop, which may not sample at all
     if len(prompt) == 0:
         raise ValueError("prompt must hold at least one id (the sentence-start marker)")
     device = next(model.parameters()).device

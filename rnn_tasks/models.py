@@ -122,6 +122,7 @@ class Encoder(nn.Module):
             raise ValueError("word_dropout > 0 needs unk_idx, the id words are replaced by")
         self.word_dropout, self.unk_idx, self.padding_idx = word_dropout, unk_idx, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.frozen_rows: Tensor | None = None  # (V,) bool, set by load_pretrained(freeze=True)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.chars = chars
         input_size = embedding_dim + (chars.output_size if chars else 0)
@@ -161,6 +162,8 @@ class Encoder(nn.Module):
 
         Rows not found keep their random init and are learned. `freeze=True` stops training
         the found rows only (a gradient hook zeroes their gradient), so unseen words still learn.
+        The table is then kept out of weight decay (see `RecurrentTask.configure_optimizers`):
+        decay moves a weight whatever its gradient.
         """
         if vectors.shape != self.embedding.weight.shape:
             raise ValueError(
@@ -170,6 +173,7 @@ class Encoder(nn.Module):
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found].to(self.embedding.weight)
         if freeze:
+            self.frozen_rows = found.clone()
             keep = (~found).to(self.embedding.weight).unsqueeze(1)
             self.embedding.weight.register_hook(lambda grad: grad * keep.to(grad))
 

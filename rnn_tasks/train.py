@@ -90,6 +90,9 @@ def build_datamodule(cfg: DictConfig, stage: str, metadata: dict | None = None):
 def build_task(cfg: DictConfig, datamodule):
     """`instantiate(cfg.task, _partial_=True)(**sizes)`: the data's metadata completes it."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    if data.get("path") and Path(data["path"]).exists():
+        # The checkpoint keeps it absolute, so evaluate.py finds it from any folder.
+        data["path"] = str(Path(data["path"]).resolve())
     partial = instantiate(cfg.task, _partial_=True, _convert_="all")
     return partial(**datamodule.metadata(), data=data)
 

@@ -1,6 +1,6 @@
 """Print a checkpoint's metrics on a split, or on any local file, as JSON.
 
-`python scripts/evaluate.py ckpt_path=... [split=validation] [data=...] [data.test_file=PATH]`;
+`python scripts/evaluate.py ckpt_path=... [split=validation] [data.test_file=PATH] [data.path=DIR]`;
 `ckpt_path=[a.ckpt,b.ckpt]` evaluates an ensemble: the average of their probabilities.
 """
 

@@ -282,6 +282,14 @@ def test_lm_adopt_max_lines_and_test_file(ptb_dir, tmp_path_factory):
     again.adopt(dm.metadata())
     again.setup("test")
     assert dm.vocab.decode(again.tokens("test")) == ["the", "cat", "<eos>", "<unk>", "sat", "<eos>"]
+    # 6 tokens cannot fill 10 rows of 2: the error names the file and the setting to lower.
+    short = LMDataModule(path=str(ptb_dir / "missing"), test_file=str(held_out), batch_size=10)
+    short.adopt(dm.metadata())
+    short.setup("test")
+    with pytest.raises(
+        ValueError, match=r"t.txt has 6 tokens, too few for data.eval_batch_size=10"
+    ):
+        short.test_dataloader()
 
 
 @pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason="no local PTB copy")

@@ -1,5 +1,6 @@
 """Generation over a model's step(): greedy = argmax, seeded sampling reproducible, top-k."""
 
+import pytest
 import torch
 
 from rnn_tasks.generation import generate, next_word_probs, sample_next
@@ -55,3 +56,20 @@ def test_next_word_probs_is_a_distribution_for_ffnn_too():
         p = next_word_probs(model, [1, 2, 3])
         assert p.shape == (V,)
         torch.testing.assert_close(p.sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"temperature": "abc"}, "temperature must be a number >= 0"),
+        ({"temperature": -1.0}, "temperature must be a number >= 0"),
+        ({"top_k": 2.5}, "top_k must be a whole number >= 1"),
+        ({"top_k": 0}, "top_k must be a whole number >= 1"),
+        ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number"),
+    ],
+)
+def test_bad_sampling_settings_are_named_before_anything_runs(settings, match):
+    # max_new_tokens=0 samples nothing: the settings must still be checked.
+    args = {"max_new_tokens": 0, "temperature": 1.0, "top_k": None, **settings}
+    with pytest.raises(ValueError, match=match):
+        generate(lm(), [1], args["max_new_tokens"], None, args["temperature"], args["top_k"])

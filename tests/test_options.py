@@ -172,3 +172,25 @@ def test_tagger_takes_embeddings_from_a_file_and_from_an_lm_checkpoint(tmp_path)
                         embeddings={"path": str(tmp_path / "v.txt")})  # fmt: skip
     with pytest.raises(ValueError, match=f"set model.embedding_dim={E}"):
         wrong.setup("fit")
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+def test_frozen_pretrained_rows_stay_put_under_weight_decay(tmp_path, optimizer):
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", "the", "cat"])
+    write_vectors(tmp_path / "v.txt", {"the": [1.0] * E})
+    task = TaggingTask(vocab.to_dict(), ["A", "B"], dict(embedding_dim=E, hidden_size=H),
+                       embeddings={"path": str(tmp_path / "v.txt"), "freeze": True},
+                       optimizer=optimizer, lr=0.1, weight_decay=0.5, momentum=0.9)  # fmt: skip
+    task.setup("fit")
+    table = task.model.encoder.embedding.weight
+    before = table.detach().clone()
+    opt = task.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    tokens, lengths = torch.tensor([[2, 3, 1]]), torch.tensor([3])
+    for _ in range(3):
+        opt.zero_grad()
+        task.model(tokens, lengths).logsumexp(-1).sum().backward()
+        opt.step()
+    torch.testing.assert_close(table[2], before[2], rtol=0, atol=0)  # frozen: "the"
+    assert not torch.equal(table[3], before[3])  # not found: "cat" learns

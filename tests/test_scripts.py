@@ -65,7 +65,8 @@ def test_evaluate_on_a_local_file_and_on_a_malformed_one(pos_run, tmp_path):
     good.write_text("# text = The dog runs .\n1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n"
                     "2\tdog\tdog\tNOUN\tNN\t_\t3\tnsubj\t_\t_\n3\truns\trun\tVERB\tVBZ\t_\t0\troot\t_\t_\n"
                     "4\t.\t.\tPUNCT\t.\t_\t3\tpunct\t_\t_\n\n")  # fmt: skip
-    metrics = json.loads(run("evaluate.py", f"ckpt_path={ckpt}", f"data.test_file={good}").stdout)
+    args = f"ckpt_path={ckpt}", f"data.test_file={good}", "threads=1"
+    metrics = json.loads(run("evaluate.py", *args).stdout)
     assert 0 <= metrics["test/acc"] <= 1
     bad = tmp_path / "bad.conllu"
     bad.write_text("1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tdog\tNOUN\n\n")
@@ -88,7 +89,9 @@ def test_cls_predict_and_sweep(tmp_path):
     cells = [json.loads(p.read_text())["config"]["model"]["cell"] for p in runs]
     assert cells == ["elman", "gru"]
     ckpt = runs[0].parent / "checkpoints" / "best.ckpt"
-    result = json.loads(run("predict.py", f"ckpt_path={ckpt}", "text=WIN a FREE prize now").stdout)
+    # As the README quotes it for a shell: a comma needs the value in quotes for Hydra.
+    text = 'text="WIN a FREE prize, txt CLAIM to 80082"'
+    result = json.loads(run("predict.py", f"ckpt_path={ckpt}", text, "threads=1").stdout)
     assert result["label"] in ("ham", "spam") and sum(result["all"].values()) == pytest.approx(1)
 
 

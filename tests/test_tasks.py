@@ -135,6 +135,27 @@ def test_tagger_starts_near_log_c_and_overfits():
     assert [t for _, t in task.predict(words)] == ["ABCDE"[int(i) % 5] for i in batch["tokens"][0]]
 
 
+def test_per_tag_accuracy_is_logged_for_the_tags_the_split_has():
+    torch.manual_seed(0)
+    vocab = Vocab(["<pad>", "<unk>", *WORDS])
+    task = TaggingTask(vocab.to_dict(), list("ABCDE"), {**RNN, "bidirectional": True})
+    batch = tagging_batch(torch.Generator().manual_seed(0))
+    batch["tags"] = batch["tags"].where(batch["tags"] < 2, batch["tags"] % 2)  # A and B only
+    logged = {}
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, value)
+    task._step(batch, "val")
+    task._log_breakdown("val")
+    per_tag = {k: float(v) for k, v in logged.items() if k.removeprefix("val/acc_") in "ABCDE"}
+    predicted = task.model(batch["tokens"], batch["lengths"]).argmax(-1)
+    real = batch["tags"] != -100
+    expected = {
+        f"val/acc_{tag}": float((predicted[gold] == i).float().mean())
+        for i, tag in enumerate("AB")
+        if (gold := real & (batch["tags"] == i)).any()
+    }
+    assert per_tag == pytest.approx(expected) and set(expected) == {"val/acc_A", "val/acc_B"}
+
+
 def test_classifier_overfits_and_balanced_weights():
     torch.manual_seed(0)
     vocab = Vocab(["<pad>", "<unk>", *WORDS])
@@ -229,3 +250,33 @@ def test_lr_milestones_must_be_increasing_epochs(bad):
     vocab = Vocab(["<pad>", "<unk>", "<eos>", *WORDS]).to_dict()
     with pytest.raises(ValueError, match="lr_milestones"):
         LanguageModelTask(vocab, RNN, lr_milestones=bad)
+
+
+def test_lm_names_the_words_it_reads_as_unk_and_checks_k(caplog):
+    task = lm_task()
+    with caplog.at_level("WARNING", logger="rnn_tasks.tasks.lm"):
+        task.next_words("w1 Thanks w2", k=3)
+    assert "read as <unk>: Thanks (the model's words are case-sensitive)" in caplog.text
+    caplog.clear()
+    task.next_words("w1 w2 <unk>", k=3)  # the literal <unk> is a word of the vocabulary
+    assert caplog.text == ""
+    for k in (0, 2.5):
+        with pytest.raises(ValueError, match="k must be a whole number >= 1"):
+            task.next_words("w1", k=k)
+
+
+def test_lm_warns_when_validation_is_worse_than_uniform_guessing(caplog):
+    task = lm_task()
+    with caplog.at_level("WARNING", logger="rnn_tasks.tasks.lm"):
+        task._warn_if_diverged(math.log(len(task.vocab)) - 0.01)
+        assert caplog.text == ""
+        task._warn_if_diverged(math.log(len(task.vocab)) + 0.01)
+    assert "training diverged. Lower task.lr (sgd at lr 1)" in caplog.text
+
+
+def test_load_task_says_when_a_file_is_not_a_checkpoint(tmp_path):
+    from rnn_tasks.tasks import load_task
+
+    (tmp_path / "metrics.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"metrics.json is not a checkpoint that torch.load"):
+        load_task(tmp_path / "metrics.json")

@@ -2,6 +2,7 @@
 
 import json
 import platform
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -11,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from rnn_tasks.evaluate import evaluate
+from rnn_tasks.data.sources import BUILTIN_DIR
+from rnn_tasks.evaluate import evaluate, evaluation_data
 from rnn_tasks.tasks import load_task
 from rnn_tasks.text.embeddings import GLOVE_50D
 from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
@@ -207,6 +209,31 @@ def test_ensemble_run_tests_the_members_averaged_probabilities(tmp_path):
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
     mean_acc = sum(m["metrics"]["test/acc"] for m in members) / 2
     assert summary["member_test_mean"]["test/acc"] == pytest.approx(mean_acc)
+
+
+def test_evaluate_reads_the_checkpoints_split_and_lookup_from_any_folder(tmp_path, monkeypatch):
+    sms = tmp_path / "data" / "sms.tsv"
+    sms.parent.mkdir()
+    shutil.copy(BUILTIN_DIR / "spam_demo.tsv", sms)
+    monkeypatch.chdir(tmp_path)
+    overrides = ["task=cls", *TINY, "data.builtin=false", "data.path=data/sms.tsv", "seed=3",
+                 "data.zero_digits=true", "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                 "trainer.enable_progress_bar=false"]  # fmt: skip
+    metrics = train(make_cfg(tmp_path / "run", overrides))
+    best = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    monkeypatch.chdir(tmp_path / "run")  # where data/sms.tsv is not
+    cfg = make_cfg(tmp_path / "eval", [f"ckpt_path={best}"], "evaluate")  # its split, seed 3
+    assert evaluate(cfg)["test/acc"] == pytest.approx(metrics["test/acc"])
+    # The word lookup stays the checkpoint's even when told otherwise: its vocabulary was
+    # built with digits read as 0.
+    data = evaluation_data(load_task(best), {"zero_digits": False, "seed": 4}, str(best))
+    assert data["zero_digits"] is True and data["seed"] == 4
+    moved = tmp_path / "moved.tsv"
+    sms.rename(moved)
+    with pytest.raises(FileNotFoundError, match="sms.tsv"):
+        evaluate(make_cfg(tmp_path / "eval", [f"ckpt_path={best}"], "evaluate"))
+    cfg = make_cfg(tmp_path / "eval", [f"ckpt_path={best}", f"data.path={moved}"], "evaluate")
+    assert evaluate(cfg)["test/acc"] == pytest.approx(metrics["test/acc"])
 
 
 def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):

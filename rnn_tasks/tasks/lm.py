@@ -10,6 +10,9 @@ reset at the start of every epoch.
 
 from __future__ import annotations
 
+import logging
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,6 +22,8 @@ from ..generation import generate, next_word_probs
 from ..models import FeedForwardLM, LanguageModel
 from ..text import Vocab, split_words
 from .base import STAGES, RecurrentTask
+
+log = logging.getLogger(__name__)
 
 
 def _detach(state):
@@ -116,6 +121,21 @@ class LanguageModelTask(RecurrentTask):
         self.log(f"{stage}/ppl", torch.exp(nll), prog_bar=stage != "train")
         if stage != "train":
             self.log(f"{stage}/loss", nll, prog_bar=stage == "val")
+        if stage == "val" and not self.trainer.sanity_checking:
+            self._warn_if_diverged(float(nll))
+
+    def _warn_if_diverged(self, nll: float) -> None:
+        uniform = math.log(len(self.vocab))  # the loss of giving every word the same chance
+        if nll > uniform:
+            log.warning(
+                "val/loss %.2f is above %.2f = log V, the loss of guessing every word "
+                "equally: training diverged. Lower task.lr (%s at lr %g); a tanh Elman RNN "
+                "learns with task.optimizer=adam task.lr=0.002, as experiment=ptb_elman does",
+                nll,
+                uniform,
+                self.hparams.optimizer,
+                self.hparams.lr,
+            )
 
     def on_train_epoch_start(self) -> None:
         self._start("train")
@@ -138,11 +158,22 @@ class LanguageModelTask(RecurrentTask):
     # -- use on plain strings ------------------------------------------------------------
 
     def _encode(self, text: str) -> list[int]:
-        return [self.boundary_id] + self.vocab.encode(split_words(text, self.hparams.lowercase))
+        words = split_words(text, self.hparams.lowercase)
+        unknown = [w for w in words if w not in self.vocab]
+        if unknown and self.vocab.unk is not None:
+            log.warning(
+                "not in the vocabulary, read as %s: %s%s",
+                self.vocab.unk,
+                ", ".join(unknown),
+                "" if self.hparams.lowercase else " (the model's words are case-sensitive)",
+            )
+        return [self.boundary_id] + self.vocab.encode(words)
 
     def next_words(self, text: str = "", k: int = 10) -> list[tuple[str, float]]:
         """The k most likely next words after `text` (read from a sentence start), with
         their probabilities: `P(w | "thanks for all the")`."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         self.eval()
         probs = next_word_probs(self.model, self._encode(text))
         top = probs.topk(min(k, len(probs)))

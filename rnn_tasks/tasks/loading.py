@@ -26,7 +26,15 @@ def load_task(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    meta = torch.load(path, map_location="cpu", weights_only=True).get("rnn_tasks")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and weights-only errors all mean the same here
+        raise ValueError(
+            f"{path} is not a checkpoint that torch.load(weights_only=True) can read "
+            f"({type(err).__name__}); rnn-tasks writes them as checkpoints/best.ckpt and "
+            f"last.ckpt in a run's folder"
+        ) from err
+    meta = checkpoint.get("rnn_tasks") if isinstance(checkpoint, dict) else None
     if not meta or meta.get("task") not in TASKS:
         raise ValueError(
             f"{path} is not an rnn-tasks checkpoint (no 'rnn_tasks' entry naming "

@@ -112,8 +112,12 @@ class TaggingTask(EncoderTask):
 
     def _log_breakdown(self, stage: str) -> None:
         metric = self.metrics[f"{stage}_tag_acc"]
-        for tag, acc in zip(self.tags, metric.compute(), strict=True):
-            self.log(f"{stage}/acc_{tag}", acc)
+        accuracy = metric.compute()
+        with metric.sync_context():  # every process's counts, as compute() used
+            support = metric.tp + metric.fn  # gold words per tag
+        for tag, acc, n in zip(self.tags, accuracy, support, strict=True):
+            if n > 0:  # a tag with no word in the split has no accuracy (torchmetrics says 0)
+                self.log(f"{stage}/acc_{tag}", acc)
         metric.reset()
         for part in ("seen", "unseen"):
             metric = self.metrics[f"{stage}_acc_{part}"]
