@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .evaluate import load_checkpoints, run_split
 from .tasks.encoder_tasks import EncoderTask
-from .train import checkpoint_metadata, git_revision, train, write_summary
+from .train import RESUMABLE_DATA_KEYS, checkpoint_metadata, git_revision, train, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,39 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
         member.results = None
         member.ensemble_size = 1
     return member
+
+
+# What a finished member was trained with, beyond its seed: a rerun that asks for something
+# else must not mix it with members trained the new way.
+LEARNED_FROM = ("model", "task", "data", "ema_decay", "trainer.max_epochs", "trainer.max_steps",
+                "trainer.max_time")  # fmt: skip
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_finished_member(folder: Path, trained: dict, member: DictConfig) -> None:
+    """Raises if a member found finished in `folder` was trained unlike `member` asks."""
+    old, new = _flat(trained), _flat(OmegaConf.to_container(member, resolve=True))
+    free = {f"data.{k}" for k in RESUMABLE_DATA_KEYS}
+    differ = [
+        f"{key}={old.get(key)!r} (this run: {new.get(key)!r})"
+        for key in sorted(old.keys() | new.keys())
+        if key.startswith(LEARNED_FROM) and key not in free and old.get(key) != new.get(key)
+    ]
+    if differ:
+        raise ValueError(
+            f"{folder} holds a member trained with {'; '.join(differ)}. An ensemble run again "
+            f"in its folder keeps its finished members: run it in a new folder, or delete "
+            f"{folder} to train that member again"
+        )
 
 
 def mean_perf(perfs: list[dict]) -> dict:
@@ -67,6 +100,8 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
         # When run again in the same folder, an ensemble keeps its finished members and
         # resumes an interrupted one from its last checkpoint.
         if (folder / "metrics.json").is_file():
+            trained = json.loads((folder / "metrics.json").read_text())["config"]
+            check_finished_member(folder, trained, member)
             log.info("seed %d finished earlier: %s", member.seed, folder / "metrics.json")
         else:
             if (folder / "checkpoints" / "last.ckpt").is_file():

@@ -80,7 +80,8 @@ def test_full_lengths_equal_no_lengths(cell, nonlinearity, bidirectional):
 def test_single_layer_ignores_dropout(cell):
     """As in torch.nn.RNN, dropout sits between layers: one layer has none to drop."""
     torch.manual_seed(0)
-    rnn = RNN(D, H, 1, cell=cell, dropout=0.5, bidirectional=True).train()
+    with pytest.warns(UserWarning, match="with num_layers=1 it does nothing"):
+        rnn = RNN(D, H, 1, cell=cell, dropout=0.5, bidirectional=True).train()
     x = torch.randn(B, T, D)
     torch.manual_seed(1)
     out1, _ = rnn(x, LENGTHS)
@@ -215,6 +216,7 @@ def test_bad_constructor_arguments(kwargs, match):
         (lambda rnn, x, s: rnn(x, [T] * (B - 1)), rf"lengths must be {B} integers"),
         (lambda rnn, x, s: rnn(x, [[T]] * B), rf"lengths must be {B} integers"),
         (lambda rnn, x, s: rnn(x, [float(T)] * B), rf"lengths must be {B} integers"),
+        (lambda rnn, x, s: rnn(x, torch.ones(B, dtype=torch.bool)), rf"lengths must be {B} int"),
         (lambda rnn, x, s: rnn(x, state=s(2, B - 1, H)), r"h_0 must have shape \(2, 13, 8\)"),
         (lambda rnn, x, s: rnn(x, state=s(1, B, H)), r"h_0 must have shape \(2, 13, 8\)"),
         (lambda rnn, x, s: rnn.step(x[:, 0, :-1]), rf"x_t must be \(batch, {D}\)"),
@@ -228,6 +230,7 @@ def test_bad_constructor_arguments(kwargs, match):
         "lengths-count",
         "lengths-rank",
         "lengths-float",
+        "lengths-bool",
         "state-batch",
         "state-rows",
         "step-input-size",
@@ -271,3 +274,12 @@ def test_every_parameter_gets_a_finite_gradient(cell, nonlinearity, bidirectiona
         assert p.grad is not None, name
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("module", [torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU])
+def test_a_module_without_biases_stays_without_them(module):
+    ours = RNN.from_torch(module(D, H, num_layers=2, bias=False, batch_first=True))
+    biases = [p for name, p in ours.named_parameters() if name.rsplit(".", 1)[-1] in ("b", "b_hn")]
+    assert biases and all(not p.requires_grad and not p.any() for p in biases)
+    ours(torch.randn(B, T, D))[0].sum().backward()
+    assert all(p.grad is None for p in biases)  # an optimiser leaves them at zero

@@ -8,7 +8,7 @@ import torch
 
 from rnn_tasks.models import CharEncoder, Classifier, Encoder, LanguageModel, Tagger
 from rnn_tasks.tasks import LanguageModelTask, TaggingTask
-from rnn_tasks.tasks.pretrained import lm_checkpoint_vectors
+from rnn_tasks.tasks.pretrained import lm_checkpoint_vectors, pretrained_vectors
 from rnn_tasks.text import Vocab
 from rnn_tasks.text.embeddings import read_vectors
 
@@ -138,6 +138,17 @@ def test_read_vectors_reports_the_bad_line(tmp_path):
     path.write_text("the 1 2\ncat 3\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: expected a word and 2 numbers"):
         read_vectors(path, Vocab(["<pad>", "<unk>", "the"]))
+    path.write_text("the 1 2\ncat\t3\t4\n")
+    with pytest.raises(ValueError, match=r"bad.txt:2: fields separated by tabs"):
+        read_vectors(path, Vocab(["<pad>", "<unk>", "the"]))
+
+
+def test_read_vectors_skips_a_bom_blank_lines_and_the_specials(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_bytes("the 1 2\n<unk> 5 5\n\ncat 3 4\n\n".encode("utf-8-sig"))
+    vectors, found = read_vectors(path, Vocab(["<pad>", "<unk>", "the", "cat"]))
+    assert found.tolist() == [False, False, True, True]  # <unk> stands for no word
+    torch.testing.assert_close(vectors[2], torch.tensor([1.0, 2.0]))
 
 
 def test_a_missing_vectors_file_is_named_and_the_glove_one_says_what_writes_it(tmp_path):
@@ -172,6 +183,13 @@ def test_tagger_takes_embeddings_from_a_file_and_from_an_lm_checkpoint(tmp_path)
                         embeddings={"path": str(tmp_path / "v.txt")})  # fmt: skip
     with pytest.raises(ValueError, match=f"set model.embedding_dim={E}"):
         wrong.setup("fit")
+    write_vectors(tmp_path / "other.txt", {"zebra": [1.0] * E})
+    unrelated = TaggingTask(vocab.to_dict(), ["A", "B"], model,
+                            embeddings={"path": str(tmp_path / "other.txt")})  # fmt: skip
+    with pytest.raises(ValueError, match=r"other.txt has a vector for none of the 4 words"):
+        unrelated.setup("fit")
+    with pytest.raises(FileNotFoundError, match=r"embeddings checkpoint not found: .*gone.ckpt"):
+        pretrained_vectors(tmp_path / "gone.ckpt", vocab)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])

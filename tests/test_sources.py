@@ -125,6 +125,9 @@ def test_load_spam_without_test_split(tmp_path):
     (tmp_path / "SMSSpamCollection").write_text(spam_lines(40, 10), encoding="utf-8")
     ds = load_spam(path=str(tmp_path), val_fraction=0.2, test_fraction=0.0)
     assert [ds[s].num_rows for s in ds] == [40, 10, 0]
+    (tmp_path / "SMSSpamCollection").write_text(spam_lines(3, 1), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"4 examples are too few to split .*the test split"):
+        load_spam(path=str(tmp_path), val_fraction=0.0, test_fraction=0.1)
 
 
 def test_load_pos_from_ud_folder(tmp_path, caplog):
@@ -148,6 +151,11 @@ def test_load_pos_single_file_is_split_80_10_10(tmp_path):
     ds = load_pos(path=str(f), seed=5)
     assert [ds[s].num_rows for s in ds] == [16, 2, 2]
     assert ds["test"].to_list() == load_pos(path=str(f), seed=5)["test"].to_list()
+    f.write_text(conllu([[(f"w{i}", "NOUN")] for i in range(3)]))
+    with pytest.raises(
+        ValueError, match=r"all.conllu: 3 examples are too few to split .*validation"
+    ):
+        load_pos(path=str(f))
 
 
 def test_load_pos_errors(tmp_path):

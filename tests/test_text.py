@@ -2,11 +2,17 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize
+from rnn_tasks.data.readers import read_conllu
+from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize, tokenize_ud
+
+EWT_DEV = (
+    Path(__file__).parents[1] / ".." / "shared" / "data" / "ud_en_ewt" / "en_ewt-ud-dev.conllu"
+)
 
 
 def test_build_orders_specials_then_frequency_then_alphabet():
@@ -117,6 +123,41 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
     words = ["Call", "08712", "£1.50", "2nd"]
     assert lookup_keys(words, lowercase, zero_digits) == keys
     assert words == ["Call", "08712", "£1.50", "2nd"]  # the words as written are kept
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("John's car isn't here.", ["John", "'s", "car", "is", "n't", "here", "."]),
+        ("I can't, won't; we're", ["I", "ca", "n't", ",", "wo", "n't", ";", "we", "'re"]),
+        (
+            "$1,250.50 in the U.S. at 10:30 p.m.",
+            ["$", "1,250.50", "in", "the", "U.S.", "at", "10:30", "p.m."],
+        ),  # fmt: skip
+        ("Dr. J. Smith -- Al-Zaman", ["Dr.", "J.", "Smith", "--", "Al", "-", "Zaman"]),
+        ("Wow!!! the 70's... :)", ["Wow", "!!!", "the", "70's", "...", ":)"]),
+        (
+            "mail a.b@x.com or see www.x.org/a.",
+            ["mail", "a.b@x.com", "or", "see", "www.x.org/a", "."],
+        ),  # fmt: skip
+        ("", []),
+    ],
+)
+def test_tokenize_ud_splits_as_english_treebanks_do(text, tokens):
+    assert tokenize_ud(text) == tokens
+
+
+@pytest.mark.skipif(not EWT_DEV.is_file(), reason="no local UD English-EWT copy")
+def test_tokenize_ud_gives_most_ewt_dev_sentences_their_gold_words():
+    texts, gold = [], []
+    for line in EWT_DEV.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# text = "):
+            texts.append(line.removeprefix("# text = "))
+    gold = [s["tokens"] for s in read_conllu(EWT_DEV)]
+    assert len(texts) == len(gold) == 2001
+    exact = sum(tokenize_ud(t) == g for t, g in zip(texts, gold, strict=True)) / len(gold)
+    sms = sum(tokenize(t, lowercase=False) == g for t, g in zip(texts, gold, strict=True))
+    assert exact >= 0.9 and exact > sms / len(gold) + 0.15  # measured: 0.908 and 0.713
 
 
 def test_split_words():

@@ -248,6 +248,10 @@ def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
     assert [path.stat().st_mtime_ns for path in best] == saved
     assert (tmp_path / "seed43" / "metrics.json").is_file()
     assert again == pytest.approx(first)
+    longer = [o.replace("max_epochs=2", "max_epochs=3") for o in overrides]
+    with pytest.raises(ValueError, match=r"seed42 holds a member trained with trainer.max_epochs=2 "
+                       r"\(this run: 3\)"):  # fmt: skip
+        train_ensemble(make_cfg(tmp_path, longer))
     with pytest.raises(ValueError, match="an ensemble resumes when run again in its own folder"):
         train_ensemble(make_cfg(tmp_path, [*overrides, "ckpt_path=last.ckpt"]))
     with pytest.raises(ValueError, match="not language models"):  # before any training

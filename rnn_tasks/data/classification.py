@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from functools import partial
 from os import PathLike
@@ -13,6 +14,8 @@ from .batching import pad_right
 from .readers import read_labelled_tsv
 from .sources import load_spam
 from .words import WordsDataModule
+
+log = logging.getLogger(__name__)
 
 
 def collate_classification(items: list[dict], pad_id: int) -> dict:
@@ -27,9 +30,10 @@ def collate_classification(items: list[dict], pad_id: int) -> dict:
 class ClassificationDataModule(WordsDataModule):
     """Labelled messages (SMS spam, see `load_spam`), tokenised with `tokenize`.
 
-    Batches: ``{"tokens": (B, T), "lengths": (B,), "label": (B,)}``. An empty message is
-    one ``<unk>`` token, so every length is >= 1. ``labels`` are sorted (ham=0, spam=1);
-    metadata is ``{"vocab": ..., "labels": [...]}``.
+    Batches: ``{"tokens": (B, T), "lengths": (B,), "label": (B,)}``. A message without
+    words (from the Hub; a local file's empty text is an error, more often a broken line
+    than a message) is one ``<unk>`` token, so every length is >= 1. ``labels`` are
+    sorted (ham=0, spam=1); metadata is ``{"vocab": ..., "labels": [...]}``.
 
     Args:
         path: A ``label<TAB>text`` file, or a folder holding ``SMSSpamCollection``.
@@ -101,6 +105,14 @@ class ClassificationDataModule(WordsDataModule):
     def _fit(self, records: dict[str, list]) -> None:
         self._fit_words([self._words(r) for r in records["train"]])
         self.labels = sorted({r["label"] for split in records.values() for r in split})
+        folded = Counter(label.casefold() for label in self.labels)
+        if any(n > 1 for n in folded.values()):
+            twins = [label for label in self.labels if folded[label.casefold()] > 1]
+            log.warning(
+                "labels %s differ only in case and count as different classes; "
+                "if they are one class, write them alike in the data",
+                twins,
+            )
 
     def _adopt(self, metadata: dict) -> None:
         self._adopt_words(metadata, specials=("pad", "unk"))  # an empty message is one <unk>

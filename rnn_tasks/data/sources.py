@@ -70,6 +70,20 @@ def _select(records: list, indices: dict[str, list[int]]) -> dict[str, list]:
     return {split: [records[i] for i in idx] for split, idx in indices.items()}
 
 
+def _check_split_sizes(
+    source: object, indices: dict[str, list[int]], val_fraction: float, test_fraction: float
+) -> None:
+    """Raises if a split that was given a share came out empty: the source is too small."""
+    shares = {"train": 1.0, "validation": val_fraction, "test": test_fraction}
+    empty = [split for split, share in shares.items() if share > 0 and not indices[split]]
+    if empty:
+        total = sum(len(idx) for idx in indices.values())
+        raise ValueError(
+            f"{source}: {total} examples are too few to split (validation {val_fraction:.0%}, "
+            f"test {test_fraction:.0%}): the {' and '.join(empty)} split would be empty"
+        )
+
+
 def _split_names(ds: datasets.DatasetDict) -> dict[str, str]:
     """Maps our split names to the Hub's (``dev`` and ``valid`` count as ``validation``)."""
     aliases = {"train": ("train",), "validation": ("validation", "dev", "valid"), "test": ("test",)}
@@ -136,7 +150,9 @@ def load_pos(
 
 def _pos_single_file(path: Path, tag_column: str, seed: int) -> datasets.DatasetDict:
     records = _pos_records(read_conllu(path), tag_column)
-    return _dataset_dict(_select(records, random_split(len(records), seed=seed)), POS_FEATURES)
+    indices = random_split(len(records), seed=seed)
+    _check_split_sizes(path, indices, 0.1, 0.1)
+    return _dataset_dict(_select(records, indices), POS_FEATURES)
 
 
 def _pos_folder(folder: Path, tag_column: str) -> datasets.DatasetDict:
@@ -248,6 +264,9 @@ def load_spam(
         groups = [(e["label"], duplicate_key(e["text"])) for e in examples]
     indices = stratified_split(
         [e["label"] for e in examples], val_fraction, test_fraction, seed=seed, groups=groups
+    )
+    _check_split_sizes(
+        path or hub or "the built-in demo messages", indices, val_fraction, test_fraction
     )
     return _dataset_dict(_select(examples, indices), SPAM_FEATURES)
 

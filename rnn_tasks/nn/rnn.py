@@ -9,6 +9,7 @@ and `from_torch` copies a trained torch module's weights.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -61,6 +62,13 @@ class RNN(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} acts between recurrent layers, so with num_layers=1 it "
+                f"does nothing (as in torch.nn.RNN); dropout on the inputs or outputs is "
+                f"the Encoder's embedding_dropout / the heads' output_dropout",
+                stacklevel=2,
+            )
         if bptt not in BPTT_MODES:
             raise ValueError(f"bptt must be one of {list(BPTT_MODES)}, got {bptt!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -205,7 +213,7 @@ class RNN(nn.Module):
         if lengths is None:
             return None
         lengths = torch.as_tensor(lengths)
-        if lengths.shape != (B,) or lengths.is_floating_point():
+        if lengths.shape != (B,) or lengths.is_floating_point() or lengths.dtype == torch.bool:
             raise ValueError(
                 f"lengths must be {B} integers (one per sequence), got {tuple(lengths.shape)} "
                 f"of {lengths.dtype}"
@@ -243,7 +251,9 @@ class RNN(nn.Module):
     def from_torch(cls, module: nn.RNNBase, bptt: BPTT = "manual") -> RNN:
         """An equivalent hand-written RNN with the weights of a `torch.nn.RNN/LSTM/GRU`.
 
-        The result is batch-first whatever `module.batch_first` says.
+        The result is batch-first whatever `module.batch_first` says. A module without
+        biases (`bias=False`) gets zero biases that are not trained, so it stays bias-free
+        when trained further.
         """
         kinds = {nn.RNN: "elman", nn.LSTM: "lstm", nn.GRU: "gru"}
         cell = kinds.get(type(module))
@@ -284,6 +294,11 @@ class RNN(nn.Module):
                     c.b_hn.copy_(b_hh[2 * H :])
                 else:
                     c.b.copy_(b_ih + b_hh)
+        if not module.bias:
+            for c in ours.cells:
+                c.b.requires_grad_(False)
+                if isinstance(c, GRUCell):
+                    c.b_hn.requires_grad_(False)
         return ours
 
     def extra_repr(self) -> str:

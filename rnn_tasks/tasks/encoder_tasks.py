@@ -64,6 +64,11 @@ class EncoderTask(RecurrentTask):
                 f"{spec['path']} holds {vectors.shape[1]}-dimensional vectors but "
                 f"model.embedding_dim={want}; set model.embedding_dim={vectors.shape[1]}"
             )
+        if not found.any():
+            raise ValueError(
+                f"{spec['path']} has a vector for none of the {len(self.vocab)} words of the "
+                f"vocabulary: is it the right file for this data (language, case)?"
+            )
         self.model.encoder.load_pretrained(vectors, found, freeze=spec.get("freeze", False))
         self._vectors_loaded = True
         share = float(found.float().mean())

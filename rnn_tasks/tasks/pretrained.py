@@ -39,5 +39,7 @@ def lm_checkpoint_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tenso
 def pretrained_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     """(V, E) vectors and a (V,) mask of the words found, from a `.ckpt` or a text file."""
     if str(path).endswith(".ckpt"):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"pretrained embeddings checkpoint not found: {path}")
         return lm_checkpoint_vectors(path, vocab)
     return read_vectors(path, vocab)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import Tagger
-from ..text import Vocab, tokenize
+from ..text import Vocab, tokenize_ud
 from .base import STAGES
 from .encoder_tasks import EncoderTask, encoder_kwargs
 
@@ -134,7 +134,7 @@ class TaggingTask(EncoderTask):
     @torch.no_grad()
     def predict(self, text: str | list[str]) -> list[tuple[str, str]]:
         """Tag a sentence (a string, tokenised here, or a list of words): (word, tag) pairs."""
-        words = tokenize(text, lowercase=False) if isinstance(text, str) else list(text)
+        words = tokenize_ud(text) if isinstance(text, str) else list(text)
         if not words:
             return []
         best = self._logits(words).argmax(-1)

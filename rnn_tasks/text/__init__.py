@@ -2,7 +2,7 @@
 
 from .chars import pad_chars, spell
 from .keys import lookup_keys
-from .tokenize import split_words, tokenize
+from .tokenize import split_words, tokenize, tokenize_ud
 from .vocab import Vocab
 
-__all__ = ["Vocab", "tokenize", "split_words", "lookup_keys", "spell", "pad_chars"]
+__all__ = ["Vocab", "tokenize", "tokenize_ud", "split_words", "lookup_keys", "spell", "pad_chars"]

@@ -16,8 +16,10 @@ GLOVE_50D = "glove.6B.50d.txt"  # what scripts/glove_from_pypi.py writes (under 
 def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     """Vectors for the words of `vocab` from a text file of `word v_1 ... v_E` lines.
 
-    A word2vec header line (`count dim`) is skipped. A vocabulary word missing from the
-    file is looked up lowercased (GloVe is lowercase), else left out.
+    A word2vec header line (`count dim`) and blank lines are skipped. A vocabulary word
+    missing from the file is looked up lowercased (GloVe is lowercase), else left out. The
+    specials `<pad>` and `<unk>` are never taken from the file: padding stays the zero
+    vector, and `<unk>` stands for the words the model does not know, not for a word.
 
     Returns:
         vectors (V, E) float32, zero where not found, and found (V,) bool.
@@ -37,9 +39,17 @@ def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     rows: dict[str, list[float]] = {}
     dim = None
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
-            parts = line.rstrip().split(" ")
+            line = line.rstrip()
+            if not line:
+                continue
+            if "\t" in line:
+                raise ValueError(
+                    f"{path}:{lineno}: fields separated by tabs; GloVe and word2vec text "
+                    f"files separate the word and its numbers by single spaces"
+                )
+            parts = line.split(" ")
             if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue  # word2vec header
             if dim is None:
@@ -57,8 +67,9 @@ def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
         raise ValueError(f"{path}: the file holds no vectors")
     vectors = torch.zeros(len(vocab), dim)
     found = torch.zeros(len(vocab), dtype=torch.bool)
+    specials = {vocab.pad_id, vocab.unk_id}
     for i, word in enumerate(vocab.itos):
         row = rows.get(word, rows.get(word.lower()))
-        if row is not None and i != vocab.pad_id:  # padding stays the zero vector
+        if row is not None and i not in specials:
             vectors[i], found[i] = torch.tensor(row), True
     return vectors, found
