@@ -120,9 +120,20 @@ class RunCheckpoint(ModelCheckpoint):
     the first epoch after the resume became ``best.ckpt`` however bad it was, and was the
     one tested. Here the old run's checkpoint files are copied into the new folder and
     the record (best score, paths) carries on there, so the new folder is a whole run.
+
+    Only a resumed fit reads the record back: Lightning also loads it when it tests a
+    checkpoint, which would put an older record (and older files) back after training.
     """
 
+    _stage: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._stage = stage
+
     def load_state_dict(self, state_dict: dict) -> None:
+        if self._stage != "fit":
+            return
         old_dir = state_dict.get("dirpath")
         if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
             super().load_state_dict(state_dict)

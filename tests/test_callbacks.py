@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_tasks.callbacks import WeightAverage
+from rnn_tasks.callbacks import RunCheckpoint, WeightAverage
 
 
 class Regression(L.LightningModule):
@@ -56,3 +56,28 @@ def test_weight_average_is_the_exponential_moving_average_of_the_steps():
 def test_weight_average_rejects_a_decay_outside_0_1(decay):
     with pytest.raises(ValueError, match="decay must be in"):
         WeightAverage(decay)
+
+
+@pytest.mark.parametrize("stage", ["fit", "test"])
+def test_run_checkpoint_carries_a_record_into_a_new_folder_only_when_fitting(tmp_path, stage):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    (old / "best.ckpt").write_text("old best")
+    new.mkdir()
+    (new / "best.ckpt").write_text("new best")  # what the resumed run has saved since
+    callback = RunCheckpoint(dirpath=new, filename="best", monitor="val/acc", mode="max")
+    callback.setup(L.Trainer(logger=False), Regression(), stage)
+    score = torch.tensor(0.75)
+    callback.load_state_dict({
+        "monitor": "val/acc", "best_model_score": score, "best_model_path": str(old / "best.ckpt"),
+        "dirpath": str(old), "best_k_models": {str(old / "best.ckpt"): score},
+        "kth_best_model_path": str(old / "best.ckpt"), "kth_value": score, "last_model_path": "",
+    })  # fmt: skip
+    if stage == "fit":  # a resume: the old best is copied over and is the record from now on
+        assert (new / "best.ckpt").read_text() == "old best"
+        assert callback.best_model_path == str(new / "best.ckpt")
+        assert callback.best_model_score == score
+        assert callback.best_k_models == {str(new / "best.ckpt"): score}
+    else:  # testing a checkpoint after training leaves the files and the record alone
+        assert (new / "best.ckpt").read_text() == "new best"
+        assert callback.best_model_score is None

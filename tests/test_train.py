@@ -132,6 +132,7 @@ def test_a_run_resumed_in_a_new_folder_keeps_the_best_checkpoint_it_had(tmp_path
     pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2", "task.lr=1e-20")
     best = tmp_path / "b" / "checkpoints" / "best.ckpt"
     assert torch.load(best, weights_only=True)["epoch"] == 0
+    assert torch.load(best.with_name("last.ckpt"), weights_only=True)["epoch"] == 1
     summary = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert Path(summary["best_checkpoint"]) == best  # tested from the new folder
     assert (tmp_path / "a" / "checkpoints" / "best.ckpt").is_file()  # the old run untouched
