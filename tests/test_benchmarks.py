@@ -1,5 +1,6 @@
-"""The spam SVM anchor (`benchmarks/spam_svm.py`): its split is the experiment's, its
-metrics count as defined."""
+"""The benchmarks: the spam SVM anchor (`benchmarks/spam_svm.py`) scores the experiment's
+split with metrics as defined; the step profile (`benchmarks/step_profile.py`) writes what
+it measured."""
 
 import json
 
@@ -8,40 +9,55 @@ import pytest
 from rnn_tasks.data import ClassificationDataModule
 from rnn_tasks.data.sources import BUILTIN_DIR
 
-pytest.importorskip("sklearn")
-
 DEMO = BUILTIN_DIR / "spam_demo.tsv"
 SCRIPT = "benchmarks/spam_svm.py"
 
 
-def test_binary_metrics_hand_case(load_script):
+def test_step_profile_counts_one_recurrent_product_per_step(tmp_path, load_script):
+    out = tmp_path / "profile.json"
+    argv = ["--batch", "2", "--steps", "5", "--hidden", "8", "--pairs", "2", "--calls", "2"]
+    load_script("benchmarks/step_profile.py").main([*argv, "--top", "30", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["shape"] == {"cell": "lstm", "B": 2, "T": 5, "H": 8, "layers": 1,
+                               "directions": 1}  # fmt: skip
+    ours = {op["op"]: op for op in report["ops"]["ours"]}
+    assert ours["aten::addmm_"]["calls_per_step"] == 1  # U h_{t-1}, in place, once a step
+    assert report["us_per_step"]["ours"] > 0 and report["ratio"] > 0
+
+
+@pytest.fixture
+def svm(load_script):
+    pytest.importorskip("sklearn")
+    return load_script(SCRIPT)
+
+
+def test_binary_metrics_hand_case(svm):
     truth = [True, True, False, False, False]
     predicted = [True, False, True, False, False]
-    m = load_script(SCRIPT).binary_metrics(truth, predicted)
+    m = svm.binary_metrics(truth, predicted)
     assert m["acc"] == pytest.approx(3 / 5)
     assert (m["precision"], m["recall"], m["f1"]) == (0.5, 0.5, 0.5)
     assert (m["errors"], m["messages"], m["spam"]) == (2, 5, 2)
 
 
-def test_binary_metrics_without_predicted_spam_is_zero_not_an_error(load_script):
-    m = load_script(SCRIPT).binary_metrics([True, False], [False, False])
+def test_binary_metrics_without_predicted_spam_is_zero_not_an_error(svm):
+    m = svm.binary_metrics([True, False], [False, False])
     assert (m["precision"], m["recall"], m["f1"]) == (0.0, 0.0, 0.0)
 
 
-def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch, load_script):
-    bench = load_script(SCRIPT)
-    loaded, real_load = [], bench.load_spam
+def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch, svm):
+    loaded, real_load = [], svm.load_spam
 
     def spy(*args, **kwargs):
         loaded.append(real_load(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr(bench, "load_spam", spy)
+    monkeypatch.setattr(svm, "load_spam", spy)
     data = tmp_path / "sms.tsv"  # the demo messages, some of them repeated
     lines = DEMO.read_text(encoding="utf-8").splitlines()
     data.write_text("\n".join(lines + lines[::7]) + "\n", encoding="utf-8")
     out = tmp_path / "svm.json"
-    report = bench.main(["--data", str(data), "--seeds", "3", "--out", str(out)])
+    report = svm.main(["--data", str(data), "--seeds", "3", "--out", str(out)])
 
     dm = ClassificationDataModule(path=str(data), seed=3)  # the config's split is its default
     dm.setup("fit")
