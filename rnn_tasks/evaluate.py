@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .tasks import RecurrentTask, ensemble, load_task
-from .train import checkpoint_metadata
+from .train import checkpoint_metadata, one_console_handler
 
 LOOKUP_KEYS = ("lowercase", "zero_digits")  # how words meet the vocabulary: set by training
 
@@ -23,6 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """
     if cfg.split not in ("test", "validation"):
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
+    one_console_handler()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]

@@ -125,7 +125,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     )
 
 
-def _one_console_handler() -> None:
+def one_console_handler() -> None:
     # `import lightning` gives the "lightning" logger a console handler of its own; under
     # Hydra the root logger prints (and writes train.log) too, so every line came twice.
     if logging.getLogger().hasHandlers():
@@ -142,7 +142,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """
     start = time.perf_counter()
     revision = git_revision()  # the code this run started from, not HEAD when it ends
-    _one_console_handler()
+    one_console_handler()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # Vanishing errors in BPTT reach denormal floats, which x86 CPUs handle ~30x slower

@@ -51,6 +51,12 @@ def test_predict_and_generate_from_an_lm_checkpoint(lm_run):
         run("predict.py", f"ckpt_path={ckpt}", "text=the company said", "k=5").stdout
     )
     assert len(words) == 5 and all(0 < w["p"] <= 1 for w in words)
+    # Warnings reach stderr (Lightning's INFO lines do not); stdout stays JSON.
+    proc = run("predict.py", f"ckpt_path={ckpt}", "text=Xyzzy said", "k=2", "threads=1")
+    assert "WARNING rnn_tasks.tasks.lm: not in the vocabulary, read as <unk>: Xyzzy" in proc.stderr
+    assert len(json.loads(proc.stdout)) == 2
+    proc = run("evaluate.py", f"ckpt_path={ckpt}", "threads=1")
+    assert "INFO" not in proc.stderr and "test/ppl" in json.loads(proc.stdout)
     args = [f"ckpt_path={ckpt}", "prompt=the", "max_new_tokens=8", "seed=3"]
     first = run("generate.py", *args).stdout
     assert first == run("generate.py", *args).stdout  # seeded: reproducible
