@@ -123,13 +123,16 @@ class RunCheckpoint(ModelCheckpoint):
 
     Only a resumed fit reads the record back: Lightning also loads it when it tests a
     checkpoint, which would put an older record (and older files) back after training.
+    Where the old run's files are gone (a `last.ckpt` brought from elsewhere), the record
+    starts afresh, as Lightning's would. Only the first process copies (under DDP).
     """
 
     _stage: str | None = None
+    _copies_files = True
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        self._stage = stage
+        self._stage, self._copies_files = stage, trainer.is_global_zero
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self._stage != "fit":
@@ -138,14 +141,23 @@ class RunCheckpoint(ModelCheckpoint):
         if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
             super().load_state_dict(state_dict)
             return
+        old_files = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
+        if any(path and not Path(path).is_file() for path in old_files):
+            log.warning(
+                "resuming in %s: the resumed run's checkpoints in %s are gone, so its best "
+                "score is not carried over",
+                self.dirpath,
+                old_dir,
+            )
+            return
         new_dir = Path(self.dirpath)
-        new_dir.mkdir(parents=True, exist_ok=True)
 
         def moved(path: str) -> str:
             if not path:
                 return path
             target = new_dir / Path(path).name
-            if Path(path).is_file():
+            if self._copies_files and Path(path).is_file():
+                new_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
             return str(target)
 

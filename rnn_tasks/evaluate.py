@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .runtime import set_up_process
+from .settings import fixed_data_changes
 from .tasks import RecurrentTask, ensemble, load_task
-from .train import checkpoint_metadata, one_console_handler
-
-LOOKUP_KEYS = ("lowercase", "zero_digits")  # how words meet the vocabulary: set by training
+from .train import checkpoint_metadata
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -19,13 +18,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     A list of checkpoints (`ckpt_path=[a.ckpt,b.ckpt]`, an ensemble's members) is evaluated
     as the average of their probabilities. The data config is the one stored in the (first)
     checkpoint, with the non-null keys of `cfg.data` (e.g. `test_file`, `path`) set over
-    it. The word lookup keys stay the checkpoint's whatever `cfg.data` says.
+    it; the settings that decide its split and word lookup cannot change.
     """
     if cfg.split not in ("test", "validation"):
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
-    one_console_handler()
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
+    set_up_process(cfg.get("threads"))
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
     task = load_checkpoints(paths)
     data_cfg = evaluation_data(task, OmegaConf.to_container(cfg.data, resolve=True), paths[0])
@@ -35,14 +32,24 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 def evaluation_data(task: RecurrentTask, overrides: dict, ckpt_path: str) -> dict:
-    """The data config `task` was trained with, `overrides`' non-null keys set over it; the
-    word lookup keys stay the task's, whose vocabulary was built with them."""
+    """The data config `task` was trained with, `overrides`' non-null keys set over it.
+
+    Raises:
+        ValueError: if an override changes how the data is split or looked up: another
+            split would test on training examples, another lookup misses the vocabulary.
+    """
     stored = task.hparams.get("data")
     if not stored:
         raise ValueError(f"{ckpt_path} stores no data config to evaluate on")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    lookup = {k: task.hparams[k] for k in LOOKUP_KEYS if k in task.hparams and k in stored}
-    return {**stored, **given, **lookup}
+    data = {**stored, **{k: v for k, v in overrides.items() if v is not None}}
+    differ = fixed_data_changes(stored, data)
+    if differ:
+        raise ValueError(
+            f"{ckpt_path} was trained with {', '.join(differ)}; evaluating it that way "
+            f"would re-split or misread the data. To test on other data, give "
+            f"data.test_file=<a file in the task's format>"
+        )
+    return data
 
 
 def load_checkpoints(paths: list[str]) -> RecurrentTask:

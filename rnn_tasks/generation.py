@@ -35,6 +35,10 @@ def sample_next(
     `temperature=0` is greedy (argmax); `top_k` keeps only the k most likely words.
     """
     check_sampling(temperature, top_k)
+    return _sample(logits, temperature, top_k, generator)
+
+
+def _sample(logits, temperature, top_k, generator) -> Tensor:
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits / temperature
@@ -83,7 +87,7 @@ def generate(
     logits = logits[:, -1]  # (1, V)
     new: list[int] = []
     for _ in range(max_new_tokens):
-        ids = sample_next(logits, temperature, top_k, generator)  # (1,)
+        ids = _sample(logits, temperature, top_k, generator)  # (1,), checked above
         if eos_id is not None and int(ids) == eos_id:
             break
         new.append(int(ids))

@@ -122,7 +122,9 @@ class Encoder(nn.Module):
             raise ValueError("word_dropout > 0 needs unk_idx, the id words are replaced by")
         self.word_dropout, self.unk_idx, self.padding_idx = word_dropout, unk_idx, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.frozen_rows: Tensor | None = None  # (V,) bool, set by load_pretrained(freeze=True)
+        # (V,) bool, the pretrained rows load_pretrained(freeze=True) keeps fixed; not saved:
+        # a checkpoint's table already holds them, and only training needs the mask.
+        self.register_buffer("frozen_rows", None, persistent=False)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.chars = chars
         input_size = embedding_dim + (chars.output_size if chars else 0)
@@ -162,8 +164,7 @@ class Encoder(nn.Module):
 
         Rows not found keep their random init and are learned. `freeze=True` stops training
         the found rows only (a gradient hook zeroes their gradient), so unseen words still learn.
-        The table is then kept out of weight decay (see `RecurrentTask.configure_optimizers`):
-        decay moves a weight whatever its gradient.
+        The table is then kept out of weight decay (`no_decay_parameters`).
         """
         if vectors.shape != self.embedding.weight.shape:
             raise ValueError(
@@ -173,9 +174,16 @@ class Encoder(nn.Module):
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found].to(self.embedding.weight)
         if freeze:
-            self.frozen_rows = found.clone()
-            keep = (~found).to(self.embedding.weight).unsqueeze(1)
-            self.embedding.weight.register_hook(lambda grad: grad * keep.to(grad))
+            self.frozen_rows = found.to(self.embedding.weight.device)
+            self.embedding.weight.register_hook(
+                lambda grad: grad.masked_fill(self.frozen_rows.unsqueeze(1), 0.0)
+            )
+
+    def no_decay_parameters(self) -> list[nn.Parameter]:
+        """Parameters weight decay must leave alone: a table with frozen rows, which decay
+        would move though their gradient is 0 (Adam adds the decay to the gradient,
+        AdamW shrinks the weights directly)."""
+        return [self.embedding.weight] if self.frozen_rows is not None else []
 
 
 class LanguageModel(nn.Module):

@@ -21,6 +21,9 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
+from .runtime import set_up_process
+from .settings import fixed_data_changes
+from .tasks.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +52,15 @@ def describe_device(trainer: L.Trainer) -> str:
 
 def checkpoint_metadata(ckpt_path: str | Path) -> dict:
     """The data metadata (vocabularies, tags, labels) a checkpoint was trained with."""
-    hp = torch.load(ckpt_path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    hp = read_checkpoint(ckpt_path)["hyper_parameters"]
     return {k: hp[k] for k in ("vocab", "tags", "chars", "labels") if k in hp}
 
 
-# What a resumed run may change in `data`: how the same examples are batched and tested,
-# and where the files are now. Anything else (the split's seed and fractions, the word
-# lookup) would resume on other data, and a new split trains on the old one's test set.
-RESUMABLE_DATA_KEYS = frozenset(
-    {"path", "batch_size", "eval_batch_size", "num_workers", "test_file"}
-)
-
-
 def check_resumed_data(ckpt_path: str | Path, data: dict) -> None:
-    """Raises if `data` (the run's resolved data config) differs from the checkpoint's."""
-    hp = torch.load(ckpt_path, map_location="cpu", weights_only=True)["hyper_parameters"]
-    trained = hp.get("data") or {}
-    differ = [
-        f"data.{key}={value!r} (this run: {data.get(key)!r})"
-        for key, value in trained.items()
-        if key not in RESUMABLE_DATA_KEYS and key in data and data[key] != value
-    ]
+    """Raises if `data` (the run's resolved data config) splits or looks words up unlike
+    the checkpoint's: a new split would train on the old one's test examples."""
+    trained = read_checkpoint(ckpt_path)["hyper_parameters"].get("data") or {}
+    differ = fixed_data_changes(trained, data)
     if differ:
         raise ValueError(
             f"{ckpt_path} was trained with {', '.join(differ)}: resuming it on other data "
@@ -125,13 +116,6 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     )
 
 
-def one_console_handler() -> None:
-    # `import lightning` gives the "lightning" logger a console handler of its own; under
-    # Hydra the root logger prints (and writes train.log) too, so every line came twice.
-    if logging.getLogger().hasHandlers():
-        logging.getLogger("lightning").handlers.clear()
-
-
 def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """Train, keep the best and the last checkpoint, test the best one, write metrics.json.
 
@@ -142,13 +126,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """
     start = time.perf_counter()
     revision = git_revision()  # the code this run started from, not HEAD when it ends
-    one_console_handler()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    # Vanishing errors in BPTT reach denormal floats, which x86 CPUs handle ~30x slower
-    # (measured: an Elman LM step went from 0.15 s to 4.6 s); flushing them to zero costs
-    # nothing the model can notice.
-    torch.set_flush_denormal(cfg.flush_denormal)
+    set_up_process(cfg.threads, cfg.flush_denormal)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)

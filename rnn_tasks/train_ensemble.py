@@ -14,8 +14,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .evaluate import load_checkpoints, run_split
+from .settings import changes, flatten
 from .tasks.encoder_tasks import EncoderTask
-from .train import RESUMABLE_DATA_KEYS, checkpoint_metadata, git_revision, train, write_summary
+from .train import checkpoint_metadata, git_revision, train, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +34,21 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
     return member
 
 
-# What a finished member was trained with, beyond its seed: a rerun that asks for something
-# else must not mix it with members trained the new way.
-LEARNED_FROM = ("model", "task", "data", "ema_decay", "trainer.max_epochs", "trainer.max_steps",
-                "trainer.max_time")  # fmt: skip
-
-
-def _flat(config: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+# What a rerun may change for a finished member: where things go and how the run is shown.
+# Anything else (the model, the task, the data's split, epochs, monitor, clipping, ...)
+# would mix members trained two ways in one ensemble.
+FREE_SETTINGS = ("output_dir", "results", "run_name", "ckpt_path", "ensemble_size", "test",
+                 "threads", "logger", "flush_denormal", "trainer.accelerator",
+                 "trainer.devices", "trainer.strategy", "trainer.enable_progress_bar",
+                 "trainer.log_every_n_steps", "data.path", "data.num_workers",
+                 "data.eval_batch_size", "data.test_file")  # fmt: skip
 
 
 def check_finished_member(folder: Path, trained: dict, member: DictConfig) -> None:
     """Raises if a member found finished in `folder` was trained unlike `member` asks."""
-    old, new = _flat(trained), _flat(OmegaConf.to_container(member, resolve=True))
-    free = {f"data.{k}" for k in RESUMABLE_DATA_KEYS}
-    differ = [
-        f"{key}={old.get(key)!r} (this run: {new.get(key)!r})"
-        for key in sorted(old.keys() | new.keys())
-        if key.startswith(LEARNED_FROM) and key not in free and old.get(key) != new.get(key)
-    ]
+    old, new = flatten(trained), flatten(OmegaConf.to_container(member, resolve=True))
+    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(FREE_SETTINGS))
+    differ = changes({k: old.get(k) for k in keys}, new, keys)
     if differ:
         raise ValueError(
             f"{folder} holds a member trained with {'; '.join(differ)}. An ensemble run again "

@@ -9,12 +9,10 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="generate")
 def main(cfg: DictConfig) -> None:
-    import torch
-
+    from rnn_tasks.runtime import set_up_process
     from rnn_tasks.tasks import load_task
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_up_process(cfg.threads)
     task = load_task(cfg.ckpt_path)
     if task.task_name != "lm":
         raise SystemExit(

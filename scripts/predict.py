@@ -10,12 +10,10 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     import json
 
-    import torch
-
+    from rnn_tasks.runtime import set_up_process
     from rnn_tasks.tasks import load_task
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_up_process(cfg.threads)
     task = load_task(cfg.ckpt_path)
     if task.task_name == "lm":
         result = [{"word": w, "p": round(p, 6)} for w, p in task.next_words(cfg.text, cfg.k)]

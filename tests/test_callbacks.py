@@ -81,3 +81,18 @@ def test_run_checkpoint_carries_a_record_into_a_new_folder_only_when_fitting(tmp
     else:  # testing a checkpoint after training leaves the files and the record alone
         assert (new / "best.ckpt").read_text() == "new best"
         assert callback.best_model_score is None
+
+
+def test_run_checkpoint_starts_afresh_when_the_old_files_are_gone(tmp_path, caplog):
+    callback = RunCheckpoint(dirpath=tmp_path / "new", filename="best", monitor="val/acc")
+    callback.setup(L.Trainer(logger=False), Regression(), "fit")
+    gone = str(tmp_path / "old" / "best.ckpt")
+    with caplog.at_level("WARNING", logger="rnn_tasks.callbacks"):
+        callback.load_state_dict({
+            "monitor": "val/acc", "best_model_score": torch.tensor(0.9), "best_model_path": gone,
+            "dirpath": str(tmp_path / "old"), "best_k_models": {gone: torch.tensor(0.9)},
+            "kth_best_model_path": gone, "kth_value": torch.tensor(0.9), "last_model_path": "",
+        })  # fmt: skip
+    # A record of a file that is not there would make the test after training fail.
+    assert callback.best_model_score is None and callback.best_model_path == ""
+    assert "are gone, so its best score is not carried over" in caplog.text

@@ -112,7 +112,7 @@ def test_a_file_that_is_not_utf8_names_its_line(tmp_path, reader):
     f = tmp_path / "latin1.txt"
     f.write_bytes(b"\n" + "spam\tWIN £100\n".encode("latin-1"))  # line 1 blank: all read on
     with pytest.raises(
-        DataFormatError, match=r"latin1.txt:2: not UTF-8 text: byte 0xa3 at column 10"
+        DataFormatError, match=r"latin1.txt:2: not UTF-8 text: byte 0xa3, byte 10 of the line"
     ):
         reader(f)
 

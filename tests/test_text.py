@@ -135,6 +135,8 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
             ["$", "1,250.50", "in", "the", "U.S.", "at", "10:30", "p.m."],
         ),  # fmt: skip
         ("Dr. J. Smith -- Al-Zaman", ["Dr.", "J.", "Smith", "--", "Al", "-", "Zaman"]),
+        ("The answer is no. Plan B.", ["The", "answer", "is", "no", ".", "Plan", "B", "."]),
+        ("No. 5 is I.", ["No.", "5", "is", "I", "."]),
         ("Wow!!! the 70's... :)", ["Wow", "!!!", "the", "70's", "...", ":)"]),
         (
             "mail a.b@x.com or see www.x.org/a.",

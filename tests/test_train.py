@@ -225,10 +225,12 @@ def test_evaluate_reads_the_checkpoints_split_and_lookup_from_any_folder(tmp_pat
     monkeypatch.chdir(tmp_path / "run")  # where data/sms.tsv is not
     cfg = make_cfg(tmp_path / "eval", [f"ckpt_path={best}"], "evaluate")  # its split, seed 3
     assert evaluate(cfg)["test/acc"] == pytest.approx(metrics["test/acc"])
-    # The word lookup stays the checkpoint's even when told otherwise: its vocabulary was
-    # built with digits read as 0.
-    data = evaluation_data(load_task(best), {"zero_digits": False, "seed": 4}, str(best))
-    assert data["zero_digits"] is True and data["seed"] == 4
+    # Another split (it would hold training messages) or another lookup (the vocabulary
+    # was built with digits read as 0) is an error naming the settings.
+    task = load_task(best)
+    with pytest.raises(ValueError, match=r"data.seed=3 \(this run: 4\), data.zero_digits=True"):
+        evaluation_data(task, {"zero_digits": False, "seed": 4}, str(best))
+    assert evaluation_data(task, {"eval_batch_size": 3}, str(best))["eval_batch_size"] == 3
     moved = tmp_path / "moved.tsv"
     sms.rename(moved)
     with pytest.raises(FileNotFoundError, match="sms.tsv"):

@@ -50,6 +50,11 @@ class TextDataModule(L.LightningDataModule):
     """
 
     metadata_keys: tuple[str, ...] = ("vocab",)
+    # Constructor arguments that decide which examples a split holds, and how words meet
+    # the vocabulary. A run resumed from a checkpoint, or a checkpoint evaluated, must keep
+    # the checkpoint's: another split would test on training examples, another lookup
+    # would miss the vocabulary. Where the files are (`path`) may change.
+    fixed_settings: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -144,7 +149,8 @@ class TextDataModule(L.LightningDataModule):
     ) -> None:
         """Raises if a record has a `what` (tag, label) outside `known`, the model's inventory.
 
-        In a ``test_file`` it names the file and the line of the first such record.
+        In a ``test_file`` it names the file and the line where the first such record
+        (a message, or a sentence's first word) starts.
         """
         known_set = set(known)
         unknown = Counter(v for r in records for v in values(r) if v not in known_set)
@@ -157,8 +163,8 @@ class TextDataModule(L.LightningDataModule):
             raise DataFormatError(
                 self.test_file,
                 first["line"],
-                f"{what} {bad!r} is not one of the model's {what}s {known} "
-                f"(unknown {what}s in the file: {counts})",
+                f"{what} {bad!r} in the example from this line is not one of the model's "
+                f"{what}s {known} (unknown {what}s in the file: {counts})",
             )
         raise ValueError(f"the {split} split has {what}s outside the {what} set {known}: {counts}")
 

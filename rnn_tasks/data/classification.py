@@ -49,6 +49,9 @@ class ClassificationDataModule(WordsDataModule):
     """
 
     metadata_keys = ("vocab", "labels", "chars")
+    fixed_settings = (
+        "val_fraction", "test_fraction", "group_duplicates", "seed", "lowercase", "zero_digits"
+    )  # fmt: skip
 
     def __init__(
         self,

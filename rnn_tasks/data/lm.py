@@ -44,6 +44,8 @@ class LMDataModule(TextDataModule):
             ``seed`` is unused (windows are never shuffled), ``test_file`` is a text file.
     """
 
+    fixed_settings = ("name", "max_lines", "lowercase")  # windows are never shuffled: no seed
+
     def __init__(
         self,
         name: LMName = "ptb",

@@ -39,8 +39,8 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise DataFormatError(
                     path,
                     lineno,
-                    f"not UTF-8 text: byte {raw[err.start]:#04x} at column {err.start + 1} "
-                    f"(re-save the file as UTF-8)",
+                    f"not UTF-8 text: byte {raw[err.start]:#04x}, byte {err.start + 1} of the "
+                    f"line (re-save the file as UTF-8)",
                 ) from None
             yield lineno, line.rstrip("\r\n")
 

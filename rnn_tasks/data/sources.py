@@ -17,7 +17,7 @@ import datasets
 from ..text import lookup_keys
 from .hub import load_hub_dataset
 from .readers import read_conllu, read_labelled_tsv, read_lines
-from .splits import random_split, stratified_split
+from .splits import check_split_sizes, random_split, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ LM_FILES = {"ptb": "ptb.{split}.txt", "wikitext2": "wiki.{split}.tokens"}
 FILE_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
 LM_HUB = {"wikitext2": ("Salesforce/wikitext", "wikitext-2-v1")}
 SPAM_HUB_LABELS = ("ham", "spam")  # ucirvine/sms_spam: 0 = ham, 1 = spam
+POS_FILE_FRACTIONS = (0.1, 0.1)  # validation and test shares of a single .conllu file
 
 
 def check_choice(name: str, value: object, options: tuple) -> None:
@@ -68,20 +69,6 @@ def _dataset_dict(
 
 def _select(records: list, indices: dict[str, list[int]]) -> dict[str, list]:
     return {split: [records[i] for i in idx] for split, idx in indices.items()}
-
-
-def _check_split_sizes(
-    source: object, indices: dict[str, list[int]], val_fraction: float, test_fraction: float
-) -> None:
-    """Raises if a split that was given a share came out empty: the source is too small."""
-    shares = {"train": 1.0, "validation": val_fraction, "test": test_fraction}
-    empty = [split for split, share in shares.items() if share > 0 and not indices[split]]
-    if empty:
-        total = sum(len(idx) for idx in indices.values())
-        raise ValueError(
-            f"{source}: {total} examples are too few to split (validation {val_fraction:.0%}, "
-            f"test {test_fraction:.0%}): the {' and '.join(empty)} split would be empty"
-        )
 
 
 def _split_names(ds: datasets.DatasetDict) -> dict[str, str]:
@@ -150,8 +137,8 @@ def load_pos(
 
 def _pos_single_file(path: Path, tag_column: str, seed: int) -> datasets.DatasetDict:
     records = _pos_records(read_conllu(path), tag_column)
-    indices = random_split(len(records), seed=seed)
-    _check_split_sizes(path, indices, 0.1, 0.1)
+    indices = random_split(len(records), *POS_FILE_FRACTIONS, seed=seed)
+    check_split_sizes(path, indices, *POS_FILE_FRACTIONS)
     return _dataset_dict(_select(records, indices), POS_FEATURES)
 
 
@@ -265,7 +252,7 @@ def load_spam(
     indices = stratified_split(
         [e["label"] for e in examples], val_fraction, test_fraction, seed=seed, groups=groups
     )
-    _check_split_sizes(
+    check_split_sizes(
         path or hub or "the built-in demo messages", indices, val_fraction, test_fraction
     )
     return _dataset_dict(_select(examples, indices), SPAM_FEATURES)

@@ -86,3 +86,17 @@ def stratified_split(
             if split != "train":
                 wanted[split] -= len(indices)
     return {split: sorted(indices) for split, indices in out.items()}
+
+
+def check_split_sizes(
+    source: object, indices: dict[str, list[int]], val_fraction: float, test_fraction: float
+) -> None:
+    """Raises if a split that was given a share came out empty: `source` is too small."""
+    shares = {"train": 1.0, "validation": val_fraction, "test": test_fraction}
+    empty = [split for split, share in shares.items() if share > 0 and not indices[split]]
+    if empty:
+        total = sum(len(idx) for idx in indices.values())
+        raise ValueError(
+            f"{source}: {total} examples are too few to split (validation {val_fraction:.0%}, "
+            f"test {test_fraction:.0%}): the {' and '.join(empty)} split would be empty"
+        )

@@ -51,6 +51,7 @@ class TaggingDataModule(WordsDataModule):
     """
 
     metadata_keys = ("vocab", "tags", "chars")
+    fixed_settings = ("tag_column", "seed", "lowercase", "zero_digits")
 
     def __init__(
         self,

@@ -65,8 +65,7 @@ class RNN(nn.Module):
         if dropout and num_layers == 1:
             warnings.warn(
                 f"dropout={dropout} acts between recurrent layers, so with num_layers=1 it "
-                f"does nothing (as in torch.nn.RNN); dropout on the inputs or outputs is "
-                f"the Encoder's embedding_dropout / the heads' output_dropout",
+                f"does nothing (as in torch.nn.RNN); drop out the inputs or outputs instead",
                 stacklevel=2,
             )
         if bptt not in BPTT_MODES:

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from .. import __version__
+from ..models import Encoder
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -67,18 +68,15 @@ class RecurrentTask(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
 
     def _parameter_groups(self) -> list[dict]:
-        """The trained parameters; an embedding table with frozen pretrained rows goes in a
-        group without weight decay, which would move those rows though their gradient is 0
-        (Adam adds the decay to the gradient, AdamW shrinks the weights directly)."""
-        partly_frozen = {
-            id(m.embedding.weight)
-            for m in self.modules()
-            if getattr(m, "frozen_rows", None) is not None
+        """The trained parameters, those an encoder keeps from weight decay in a group of
+        their own (`Encoder.no_decay_parameters`)."""
+        no_decay = {
+            id(p) for m in self.modules() if isinstance(m, Encoder) for p in m.no_decay_parameters()
         }
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
-            {"params": [p for p in params if id(p) not in partly_frozen]},
-            {"params": [p for p in params if id(p) in partly_frozen], "weight_decay": 0.0},
+            {"params": [p for p in params if id(p) not in no_decay]},
+            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
         ]
         return [g for g in groups if g["params"]]
 

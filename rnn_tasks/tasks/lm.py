@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import math
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from ..generation import generate, next_word_probs
+from ..generation import check_sampling, generate, next_word_probs
 from ..models import FeedForwardLM, LanguageModel
 from ..text import Vocab, split_words
 from .base import STAGES, RecurrentTask
@@ -86,6 +87,7 @@ class LanguageModelTask(RecurrentTask):
         self.model = build_language_model(len(self.vocab), self.boundary_id, model)
         self.nll = nn.ModuleDict({f"{s}_nll": MeanMetric() for s in STAGES})
         self._states: dict[str, object] = {}
+        self._texts_warned_of: set[str] = set()  # texts with words read as <unk>
 
     def forward(self, tokens: Tensor, state=None):
         return self.model(tokens, state)
@@ -126,7 +128,7 @@ class LanguageModelTask(RecurrentTask):
 
     def _warn_if_diverged(self, nll: float) -> None:
         uniform = math.log(len(self.vocab))  # the loss of giving every word the same chance
-        if nll > uniform:
+        if not nll <= uniform:  # NaN too
             log.warning(
                 "val/loss %.2f is above %.2f = log V, the loss of guessing every word "
                 "equally: training diverged. Lower task.lr (%s at lr %g); a tanh Elman RNN "
@@ -160,7 +162,8 @@ class LanguageModelTask(RecurrentTask):
     def _encode(self, text: str) -> list[int]:
         words = split_words(text, self.hparams.lowercase)
         unknown = [w for w in words if w not in self.vocab]
-        if unknown and self.vocab.unk is not None:
+        if unknown and self.vocab.unk is not None and text not in self._texts_warned_of:
+            self._texts_warned_of.add(text)  # once, however many samples read it
             log.warning(
                 "not in the vocabulary, read as %s: %s%s",
                 self.vocab.unk,
@@ -172,7 +175,7 @@ class LanguageModelTask(RecurrentTask):
     def next_words(self, text: str = "", k: int = 10) -> list[tuple[str, float]]:
         """The k most likely next words after `text` (read from a sentence start), with
         their probabilities: `P(w | "thanks for all the")`."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
         self.eval()
         probs = next_word_probs(self.model, self._encode(text))
@@ -188,6 +191,7 @@ class LanguageModelTask(RecurrentTask):
         seed: int | None = None,
     ) -> str:
         """Continue `prompt` from a sentence start until the boundary token or the limit."""
+        check_sampling(temperature, top_k)
         self.eval()
         generator = None
         if seed is not None:

@@ -18,10 +18,12 @@ TASKS: dict[str, type[RecurrentTask]] = {
 }
 
 
-def load_task(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RecurrentTask:
-    """The trained task saved in `ckpt_path` (any of the three), in eval mode.
+def read_checkpoint(ckpt_path: str | Path) -> dict:
+    """An rnn-tasks checkpoint as plain types (`torch.load(weights_only=True)`, on CPU).
 
-    The checkpoint holds plain types only and is read with `weights_only=True`.
+    Raises:
+        FileNotFoundError: if there is no file at `ckpt_path`.
+        ValueError: if the file is not a checkpoint written by rnn-tasks.
     """
     path = Path(ckpt_path)
     if not path.is_file():
@@ -40,5 +42,14 @@ def load_task(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -
             f"{path} is not an rnn-tasks checkpoint (no 'rnn_tasks' entry naming "
             f"one of {sorted(TASKS)})"
         )
-    task = TASKS[meta["task"]].load_from_checkpoint(path, map_location=map_location)
+    return checkpoint
+
+
+def load_task(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> RecurrentTask:
+    """The trained task saved in `ckpt_path` (any of the three), in eval mode.
+
+    The checkpoint holds plain types only and is read with `weights_only=True`.
+    """
+    task_name = read_checkpoint(ckpt_path)["rnn_tasks"]["task"]
+    task = TASKS[task_name].load_from_checkpoint(ckpt_path, map_location=map_location)
     return task.eval()

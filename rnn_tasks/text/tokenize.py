@@ -1,4 +1,5 @@
-"""Word tokenisers: a regex tokenizer for raw text, a whitespace split for pre-tokenised text."""
+"""Word tokenisers: regex tokenizers for raw text (messages; UD English), and a whitespace
+split for pre-tokenised text."""
 
 from __future__ import annotations
 
@@ -38,9 +39,10 @@ _UD_TOKEN = re.compile(
     (?:https?://|www\.)[^\s<>"]*[^\s<>".,;:!?'")\]]   # URL; trailing sentence punctuation dropped
     | [\w.+-]+@\w[\w-]*(?:\.[\w-]+)+                  # e-mail address
     | (?:[a-z]\.){2,}                                 # U.S., e.g., p.m.
-    | (?:mr|mrs|ms|dr|prof|st|jr|sr|inc|co|corp|ltd|vs|etc|mt|no|jan|feb|mar|apr|jun|jul|aug
+    | (?:mr|mrs|ms|dr|prof|st|jr|sr|inc|co|corp|ltd|vs|etc|mt|jan|feb|mar|apr|jun|jul|aug
         |sep|sept|oct|nov|dec)\.(?!\w)                # Dr. Smith, Acme Inc.
-    | [a-z]\.(?=\s|$)                                  # an initial: J. Smith
+    | no\.(?=\s*\d)                                    # No. 5 (but "the answer is no.")
+    | (?-i:[A-Z]\.(?=\s+[A-Z]))                        # an initial: J. Smith (but "plan B.")
     | \d+(?:st|nd|rd|th|['’]s)\b                        # 22nd, the 70's
     | \w[\w-]*(?:\.[\w-]+)*\.(?:com|net|org|edu|gov|co\.uk|uk|biz|info)\b  # bare domain
     | \d+(?:[.,:/-]\d+)*                               # 1,250.50, 10:30, 02/13/2001, 755-1109

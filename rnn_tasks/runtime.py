@@ -1,0 +1,28 @@
+"""Process-wide settings every entry point makes the same way: torch threads, denormal
+floats, and one console handler for log lines."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+
+def set_up_process(threads: int | None = None, flush_denormal: bool | None = None) -> None:
+    """`threads`: torch's CPU threads (None keeps torch's default, every core).
+    `flush_denormal`: treat denormal floats as zero on CPU (None leaves it as it is)."""
+    one_console_handler()
+    if threads:
+        torch.set_num_threads(threads)
+    if flush_denormal is not None:
+        # Vanishing errors in BPTT reach denormal floats, which x86 CPUs handle ~30x
+        # slower (measured: an Elman LM step went from 0.15 s to 4.6 s); flushing them
+        # to zero costs nothing the model can notice.
+        torch.set_flush_denormal(flush_denormal)
+
+
+def one_console_handler() -> None:
+    # `import lightning` gives the "lightning" logger a console handler of its own; under
+    # Hydra the root logger prints (and writes train.log) too, so every line came twice.
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
