@@ -5,7 +5,7 @@ the same weights and run one batch-first forward pass under `torch.inference_mod
 first timed in interleaved pairs (as `rnn_speed.py` does), then under `torch.profiler`,
 whose self CPU time per op is divided by the number of time steps.
 
-    python benchmarks/step_profile.py --cell lstm --threads 2 --out results/step_profile_lstm_2t.json
+    python benchmarks/step_profile.py --threads 2 --out results/step_profile_lstm_2t.json
 
 This is a measurement, not a test: it asserts nothing.
 """

@@ -17,8 +17,7 @@ _LAZY = {
     "TaggingTask": "rnn_tasks.tasks",
     "ClassificationTask": "rnn_tasks.tasks",
     "load_task": "rnn_tasks.tasks",
-    "train": "rnn_tasks.train",
-}
+}  # not `train`: the submodule rnn_tasks.train takes that name once anything imports it
 
 
 def __getattr__(name: str):

@@ -162,7 +162,9 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    write_summary(summary, output_dir, cfg.results)
+    # A one-batch check of a config must not overwrite an experiment's results file.
+    results = None if cfg.trainer.get("fast_dev_run") else cfg.results
+    write_summary(summary, output_dir, results)
     return metrics
 
 

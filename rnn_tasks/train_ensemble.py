@@ -81,6 +81,12 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
             "ckpt_path resumes one run; an ensemble resumes when run again in its own "
             "folder: hydra.run.dir=<its output folder> (or output_dir=...)"
         )
+    if cfg.trainer.get("fast_dev_run"):
+        raise ValueError(
+            "an ensemble tests its members' best checkpoints, and trainer=debug "
+            "(fast_dev_run) writes none: try the config with trainer.max_epochs=1 "
+            "trainer.limit_train_batches=2 instead"
+        )
     start = time.perf_counter()
     revision = git_revision()
     members = []

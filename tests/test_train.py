@@ -62,8 +62,10 @@ def test_the_sweep_folder_resolves_before_hydra_config_is_set():
     ids=["lm", "lm-ffnn", "lm-elman-tied", "pos", "pos-gru-chars", "cls-balanced-chars"],
 )
 def test_every_task_config_runs_fast_dev_run(tmp_path, overrides):
-    cfg = make_cfg(tmp_path, [*overrides, "trainer=debug", *TINY])
+    results = tmp_path / "results" / "x.json"
+    cfg = make_cfg(tmp_path, [*overrides, "trainer=debug", *TINY, f"results={results}"])
     metrics = train(cfg)
+    assert not results.exists()  # a one-batch check leaves an experiment's results alone
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["metrics"] == metrics and summary["parameters"] > 0
@@ -257,5 +259,9 @@ def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
         train_ensemble(make_cfg(tmp_path, longer))
     with pytest.raises(ValueError, match="an ensemble resumes when run again in its own folder"):
         train_ensemble(make_cfg(tmp_path, [*overrides, "ckpt_path=last.ckpt"]))
+    with pytest.raises(ValueError, match=r"trainer=debug \(fast_dev_run\) writes none"):
+        train_ensemble(
+            make_cfg(tmp_path / "debug", ["task=cls", "ensemble_size=2", "trainer=debug"])
+        )
     with pytest.raises(ValueError, match="not language models"):  # before any training
         train_ensemble(make_cfg(tmp_path / "lm", ["task=lm", "ensemble_size=2"]))
