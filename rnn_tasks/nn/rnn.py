@@ -207,6 +207,12 @@ class RNN(nn.Module):
             )
         if x.shape[1] == 0:
             raise ValueError("x has no time steps (T = 0)")
+        weight = self.cells[0].W
+        if x.dtype != weight.dtype:
+            raise ValueError(
+                f"x is {x.dtype} but the weights are {weight.dtype}: convert one "
+                f"(e.g. rnn.to(x.dtype) or x.to({weight.dtype}))"
+            )
 
     def _mask(self, lengths, B: int, T: int, device) -> Tensor | None:
         if lengths is None:
