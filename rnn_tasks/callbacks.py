@@ -143,12 +143,13 @@ class RunCheckpoint(ModelCheckpoint):
             return
         old_files = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
         if any(path and not Path(path).is_file() for path in old_files):
-            log.warning(
-                "resuming in %s: the resumed run's checkpoints in %s are gone, so its best "
-                "score is not carried over",
-                self.dirpath,
-                old_dir,
-            )
+            if self.monitor:
+                log.warning(
+                    "resuming in %s: the resumed run's checkpoints in %s are gone, so its "
+                    "best score is not carried over",
+                    self.dirpath,
+                    old_dir,
+                )
             return
         new_dir = Path(self.dirpath)
 

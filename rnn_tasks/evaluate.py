@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .runtime import set_up_process
-from .settings import fixed_data_changes
+from .settings import fixed_data_changes, with_legacy_defaults
 from .tasks import RecurrentTask, ensemble, load_task
 from .train import checkpoint_metadata
 
@@ -41,6 +41,7 @@ def evaluation_data(task: RecurrentTask, overrides: dict, ckpt_path: str) -> dic
     stored = task.hparams.get("data")
     if not stored:
         raise ValueError(f"{ckpt_path} stores no data config to evaluate on")
+    stored = with_legacy_defaults(stored)  # an older checkpoint's split, not today's default
     data = {**stored, **{k: v for k, v in overrides.items() if v is not None}}
     differ = fixed_data_changes(stored, data)
     if differ:

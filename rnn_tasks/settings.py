@@ -20,13 +20,26 @@ def changes(old: dict, new: dict, keys: Iterable[str], prefix: str = "") -> list
     ]
 
 
-def fixed_data_changes(trained: dict, data: dict) -> list[str]:
-    """The data settings of `data` that differ from `trained` (a checkpoint's data config)
-    among those its DataModule declares fixed (`fixed_settings`: the split, the lookup)."""
+def with_legacy_defaults(trained: dict) -> dict:
+    """A checkpoint's data config with the settings it predates filled in with what they
+    meant then (`legacy_defaults`), not today's defaults."""
     target = trained.get("_target_")
-    if target is None or target != data.get("_target_"):
+    return {**get_class(target).legacy_defaults, **trained} if target else trained
+
+
+def fixed_data_changes(trained: dict, data: dict, resume: bool = False) -> list[str]:
+    """The data settings of `data` that differ from `trained` (a checkpoint's data config)
+    among those its DataModule declares fixed: the split and the lookup (`fixed_settings`),
+    and for a resumed run also the corpus (`source_settings`). Another DataModule class
+    is a change too."""
+    old, new = trained.get("_target_"), data.get("_target_")
+    if old is None or new is None:
         return []
-    return changes(trained, data, get_class(target).fixed_settings, prefix="data.")
+    if get_class(old) is not get_class(new):
+        return [f"data._target_={old!r} (this run: {new!r})"]
+    cls = get_class(old)
+    keys = cls.fixed_settings + (cls.source_settings if resume else ())
+    return changes(with_legacy_defaults(trained), data, keys, prefix="data.")
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

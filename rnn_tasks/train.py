@@ -60,7 +60,7 @@ def check_resumed_data(ckpt_path: str | Path, data: dict) -> None:
     """Raises if `data` (the run's resolved data config) splits or looks words up unlike
     the checkpoint's: a new split would train on the old one's test examples."""
     trained = read_checkpoint(ckpt_path)["hyper_parameters"].get("data") or {}
-    differ = fixed_data_changes(trained, data)
+    differ = fixed_data_changes(trained, data, resume=True)
     if differ:
         raise ValueError(
             f"{ckpt_path} was trained with {', '.join(differ)}: resuming it on other data "

@@ -14,7 +14,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .evaluate import load_checkpoints, run_split
-from .settings import changes, flatten
+from .settings import changes, flatten, with_legacy_defaults
 from .tasks.encoder_tasks import EncoderTask
 from .train import checkpoint_metadata, git_revision, train, write_summary
 
@@ -39,16 +39,23 @@ def member_config(cfg: DictConfig, seed: int) -> DictConfig:
 # would mix members trained two ways in one ensemble.
 FREE_SETTINGS = ("output_dir", "results", "run_name", "ckpt_path", "ensemble_size", "test",
                  "threads", "logger", "flush_denormal", "trainer.accelerator",
-                 "trainer.devices", "trainer.strategy", "trainer.enable_progress_bar",
-                 "trainer.log_every_n_steps", "data.path", "data.num_workers",
-                 "data.eval_batch_size", "data.test_file")  # fmt: skip
+                 "trainer.enable_progress_bar", "trainer.log_every_n_steps", "data.path",
+                 "data.num_workers", "data.eval_batch_size", "data.test_file")  # fmt: skip
+
+
+def _free(key: str) -> bool:
+    return any(key == free or key.startswith(free + ".") for free in FREE_SETTINGS)
 
 
 def check_finished_member(folder: Path, trained: dict, member: DictConfig) -> None:
-    """Raises if a member found finished in `folder` was trained unlike `member` asks."""
+    """Raises if a member found finished in `folder` was trained unlike `member` asks.
+
+    Settings the member's config predates are compared as they were then where that is
+    known (`legacy_defaults`), else not at all.
+    """
+    trained = {**trained, "data": with_legacy_defaults(trained.get("data") or {})}
     old, new = flatten(trained), flatten(OmegaConf.to_container(member, resolve=True))
-    keys = sorted(k for k in old.keys() | new.keys() if not k.startswith(FREE_SETTINGS))
-    differ = changes({k: old.get(k) for k in keys}, new, keys)
+    differ = changes(old, new, sorted(k for k in old if not _free(k)))
     if differ:
         raise ValueError(
             f"{folder} holds a member trained with {'; '.join(differ)}. An ensemble run again "

@@ -253,6 +253,8 @@ def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
     assert [path.stat().st_mtime_ns for path in best] == saved
     assert (tmp_path / "seed43" / "metrics.json").is_file()
     assert again == pytest.approx(first)
+    shown = [o.replace("progress_bar=false", "progress_bar=true") for o in overrides]
+    assert train_ensemble(make_cfg(tmp_path, shown)) == pytest.approx(first)  # a free setting
     longer = [o.replace("max_epochs=2", "max_epochs=3") for o in overrides]
     with pytest.raises(ValueError, match=r"seed42 holds a member trained with trainer.max_epochs=2 "
                        r"\(this run: 3\)"):  # fmt: skip

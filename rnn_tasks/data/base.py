@@ -55,6 +55,10 @@ class TextDataModule(L.LightningDataModule):
     # the checkpoint's: another split would test on training examples, another lookup
     # would miss the vocabulary. Where the files are (`path`) may change.
     fixed_settings: tuple[str, ...] = ()
+    # Which corpus: fixed for a resumed run, free for an evaluation (of other data).
+    source_settings: tuple[str, ...] = ("hub", "hub_config", "builtin")
+    # What a setting missing from an older checkpoint meant, where today's default differs.
+    legacy_defaults: dict[str, object] = {}
 
     def __init__(
         self,

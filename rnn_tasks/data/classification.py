@@ -52,6 +52,8 @@ class ClassificationDataModule(WordsDataModule):
     fixed_settings = (
         "val_fraction", "test_fraction", "group_duplicates", "seed", "lowercase", "zero_digits"
     )  # fmt: skip
+    source_settings = ("hub", "builtin")
+    legacy_defaults = {"group_duplicates": False}  # splits before f12b1e2 cut message by message
 
     def __init__(
         self,

@@ -45,6 +45,7 @@ class LMDataModule(TextDataModule):
     """
 
     fixed_settings = ("name", "max_lines", "lowercase")  # windows are never shuffled: no seed
+    source_settings = ("hub", "hub_config")
 
     def __init__(
         self,
