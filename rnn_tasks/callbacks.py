@@ -152,15 +152,17 @@ class RunCheckpoint(ModelCheckpoint):
                 )
             return
         new_dir = Path(self.dirpath)
+        copied: dict[str, str] = {}  # the record names the best file up to three times
 
         def moved(path: str) -> str:
-            if not path:
-                return path
+            if not path or path in copied:
+                return copied.get(path, path)
             target = new_dir / Path(path).name
             if self._copies_files and Path(path).is_file():
                 new_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
-            return str(target)
+            copied[path] = str(target)
+            return copied[path]
 
         state = {
             **state_dict,
