@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from .runtime import set_up_process
 from .settings import fixed_data_changes, with_legacy_defaults
 from .tasks import RecurrentTask, ensemble, load_task
-from .train import checkpoint_metadata
+from .train import data_metadata
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -27,7 +27,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = load_checkpoints(paths)
     data_cfg = evaluation_data(task, OmegaConf.to_container(cfg.data, resolve=True), paths[0])
     datamodule = instantiate(OmegaConf.create(data_cfg))
-    datamodule.adopt(checkpoint_metadata(paths[0]))
+    datamodule.adopt(data_metadata(task.hparams))  # an ensemble's are its first member's
     return run_split(task, datamodule, cfg.split, cfg.accelerator)
 
 

@@ -50,17 +50,21 @@ def describe_device(trainer: L.Trainer) -> str:
     return f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
 
 
+def data_metadata(hparams: dict) -> dict:
+    """The data metadata (vocabularies, tags, labels) in a task's hyperparameters."""
+    return {k: hparams[k] for k in ("vocab", "tags", "chars", "labels") if k in hparams}
+
+
 def checkpoint_metadata(ckpt_path: str | Path) -> dict:
     """The data metadata (vocabularies, tags, labels) a checkpoint was trained with."""
-    hp = read_checkpoint(ckpt_path)["hyper_parameters"]
-    return {k: hp[k] for k in ("vocab", "tags", "chars", "labels") if k in hp}
+    return data_metadata(read_checkpoint(ckpt_path)["hyper_parameters"])
 
 
-def check_resumed_data(ckpt_path: str | Path, data: dict) -> None:
+def check_resumed_data(ckpt_path: str | Path, hparams: dict, data: dict) -> None:
     """Raises if `data` (the run's resolved data config) splits or looks words up unlike
-    the checkpoint's: a new split would train on the old one's test examples."""
-    trained = read_checkpoint(ckpt_path)["hyper_parameters"].get("data") or {}
-    differ = fixed_data_changes(trained, data, resume=True)
+    the data config in the checkpoint's `hparams`: a new split would train on the old
+    one's test examples."""
+    differ = fixed_data_changes(hparams.get("data") or {}, data, resume=True)
     if differ:
         raise ValueError(
             f"{ckpt_path} was trained with {', '.join(differ)}: resuming it on other data "
@@ -131,9 +135,10 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     metadata = None
-    if cfg.ckpt_path:
-        check_resumed_data(cfg.ckpt_path, OmegaConf.to_container(cfg.data, resolve=True))
-        metadata = checkpoint_metadata(cfg.ckpt_path)
+    if cfg.ckpt_path:  # read once here; trainer.fit reads it again for the weights
+        hparams = read_checkpoint(cfg.ckpt_path)["hyper_parameters"]
+        check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
+        metadata = data_metadata(hparams)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
     trainer = build_trainer(cfg, output_dir)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .evaluate import load_checkpoints, run_split
 from .settings import changes, flatten, with_legacy_defaults
 from .tasks.encoder_tasks import EncoderTask
-from .train import checkpoint_metadata, git_revision, train, write_summary
+from .train import data_metadata, git_revision, train, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
     paths = [m["best_checkpoint"] for m in members]
     combined = load_checkpoints(paths)
     datamodule = instantiate(member.data)
-    datamodule.adopt(checkpoint_metadata(paths[0]))
+    datamodule.adopt(data_metadata(combined.hparams))
     log.info("the ensemble of %d members: validation, then test", len(paths))
     metrics = {}
     accelerator = cfg.trainer.accelerator
