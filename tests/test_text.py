@@ -131,8 +131,8 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
         ("John's car isn't here.", ["John", "'s", "car", "is", "n't", "here", "."]),
         ("I can't, won't; we're", ["I", "ca", "n't", ",", "wo", "n't", ";", "we", "'re"]),
         (
-            "$1,250.50 in the U.S. at 10:30 p.m.",
-            ["$", "1,250.50", "in", "the", "U.S.", "at", "10:30", "p.m."],
+            "$1,250.50 in the U.S. at 10:30 p.m. today",
+            ["$", "1,250.50", "in", "the", "U.S.", "at", "10:30", "p.m.", "today"],
         ),  # fmt: skip
         ("Dr. J. Smith -- Al-Zaman", ["Dr.", "J.", "Smith", "--", "Al", "-", "Zaman"]),
         ("The answer is no. Plan B.", ["The", "answer", "is", "no", ".", "Plan", "B", "."]),
@@ -142,6 +142,15 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
             "mail a.b@x.com or see www.x.org/a.",
             ["mail", "a.b@x.com", "or", "see", "www.x.org/a", "."],
         ),  # fmt: skip
+        ("I dont think Im gonna", ["I", "do", "nt", "think", "I", "m", "gon", "na"]),
+        ("cannot, its, lets, your", ["can", "not", ",", "its", ",", "lets", ",", "your"]),
+        ("an e-mail to a non-profit", ["an", "e-mail", "to", "a", "non-profit"]),
+        ("well-known AT&T << x >>", ["well", "-", "known", "AT&T", "<<", "x", ">>"]),
+        (
+            "in the U.S. now, in the U.S.",
+            ["in", "the", "U.S.", "now", ",", "in", "the", "U.S", "."],
+        ),  # fmt: skip
+        ("pens, etc. and inks, etc.", ["pens", ",", "etc.", "and", "inks", ",", "etc", "."]),
         ("", []),
     ],
 )
@@ -159,7 +168,7 @@ def test_tokenize_ud_gives_most_ewt_dev_sentences_their_gold_words():
     assert len(texts) == len(gold) == 2001
     exact = sum(tokenize_ud(t) == g for t, g in zip(texts, gold, strict=True)) / len(gold)
     sms = sum(tokenize(t, lowercase=False) == g for t, g in zip(texts, gold, strict=True))
-    assert exact >= 0.9 and exact > sms / len(gold) + 0.15  # measured: 0.908 and 0.713
+    assert exact >= 0.9 and exact > sms / len(gold) + 0.15  # measured: 0.926 and 0.713
 
 
 def test_split_words():

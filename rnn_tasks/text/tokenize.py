@@ -44,25 +44,43 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return _TOKEN.findall(text)
 
 
+# Negated auxiliaries as they are written without the apostrophe: dont, cant, wont.
+_NT_STEMS = "ai|are|ca|could|did|do|does|had|has|have|is|must|need|should|was|were|wo|would"
+
+# Prefixes EWT keeps joined to their word by a hyphen (e-mail, non-profit); other hyphens
+# are tokens of their own (Al|-|Zaman, well|-|known).
+_HYPHEN_PREFIXES = "anti|co|counter|cross|e|ex|mid|multi|neo|non|post|pre|pro|re|semi|sub|vice"
+
 # UD English (EWT) conventions: clitics split off (do|n't, John|'s), hyphens and currency
-# signs are tokens of their own, abbreviations keep their periods (U.S., Dr.).
+# signs are tokens of their own, abbreviations keep their periods (U.S., Dr.) except at
+# the end of the text, where the period is the sentence's (in the U.S|.).
+_END = r"(?!\s*$)"
 _UD_TOKEN = _alternatives(
     _URL,
     _EMAIL,
-    r"(?:[a-z]\.){2,}",  # U.S., e.g., p.m.
+    rf"(?:[a-z]\.){{2,}}{_END}",  # U.S., e.g., p.m.
+    r"(?:[a-z]\.)+[a-z](?=\.\s*$)",  # U.S of "in the U.S." at the end
     r"(?:mr|mrs|ms|dr|prof|st|jr|sr|inc|co|corp|ltd|vs|etc|mt|jan|feb|mar|apr|jun|jul|aug"
-    r"|sep|sept|oct|nov|dec)\.(?!\w)",  # Dr. Smith, Acme Inc.
+    rf"|sep|sept|oct|nov|dec)\.(?!\w){_END}",  # Dr. Smith, Acme Inc.
     r"no\.(?=\s*\d)",  # No. 5 (but "the answer is no.")
     r"(?-i:[A-Z]\.(?=\s+[A-Z]))",  # an initial: J. Smith (but "plan B.")
     r"\d+(?:st|nd|rd|th|['’]s)\b",  # 22nd, the 70's
+    rf"\b(?:{_HYPHEN_PREFIXES})-\w+",  # e-mail, non-profit
+    r"(?-i:\b[A-Z]+&[A-Z]+\b)",  # AT&T, PG&E
     _domain(r"com|net|org|edu|gov|co\.uk|uk|biz|info"),
     r"\d+(?:[.,:/-]\d+)*",  # 1,250.50, 10:30, 02/13/2001, 755-1109
     r"[:;]-?[()dp](?!\w)",  # :) ;-)
     r"\w+?(?=n['’]t\b)",  # do of don't, ca of can't, wo of won't
+    # The same written without the apostrophe, which EWT splits too (do|nt, I|m,
+    # can|not). Only forms that are not English words whole: "its", "lets" and
+    # "your" stay one word.
+    rf"\b(?:{_NT_STEMS})(?=nt\b)",
+    r"\b(?:can(?=not\b)|gon(?=na\b)|wan(?=na\b)|got(?=ta\b)|out(?=ta\b)|i(?=m\b|ve\b))",
+    r"\b(?:you|they)(?=re\b)|\b(?:that|what|there|here)(?=s\b)",
     r"n['’]t\b",  # n't
     r"['’](?:s|re|ve|ll|d|m)\b",  # 's 're 've 'll 'd 'm
     r"\w+",  # a word
-    r"\.{2,}|[!?]+|-{2,}",  # ... !!! -- as one token each
+    r"\.{2,}|[!?]+|-{2,}|<<|>>|''|``",  # ... !!! -- << '' as one token each
     r"\S",  # any other character is its own token
 )
 
@@ -71,8 +89,8 @@ def tokenize_ud(text: str) -> list[str]:
     """Splits raw English into words as Universal Dependencies' English treebanks do, so a
     tagger trained on EWT meets the words it was trained on.
 
-    >>> tokenize_ud("John's car isn't here -- it cost $1,250.50 in the U.S.")
-    ['John', "'s", 'car', 'is', "n't", 'here', '--', 'it', 'cost', '$', '1,250.50', 'in', 'the', 'U.S.']
+    >>> tokenize_ud("John's car isn't here -- it cost $1,250.50 in the U.S. last year")
+    ['John', "'s", 'car', 'is', "n't", 'here', '--', 'it', 'cost', '$', '1,250.50', 'in', 'the', 'U.S.', 'last', 'year']
     """  # noqa: E501
     return _UD_TOKEN.findall(text)
 
