@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
@@ -124,15 +125,18 @@ class RunCheckpoint(ModelCheckpoint):
     Only a resumed fit reads the record back: Lightning also loads it when it tests a
     checkpoint, which would put an older record (and older files) back after training.
     Where the old run's files are gone (a `last.ckpt` brought from elsewhere), the record
-    starts afresh, as Lightning's would. Only the first process copies (under DDP).
+    starts afresh, as Lightning's would. Under DDP the first process decides and copies,
+    so every process keeps the same record even where they do not share a filesystem.
     """
 
     _stage: str | None = None
     _copies_files = True
+    _strategy: Strategy | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         self._stage, self._copies_files = stage, trainer.is_global_zero
+        self._strategy = trainer.strategy
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self._stage != "fit":
@@ -142,7 +146,10 @@ class RunCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
             return
         old_files = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
-        if any(path and not Path(path).is_file() for path in old_files):
+        files_there = all(not path or Path(path).is_file() for path in old_files)
+        if self._strategy is not None:  # every process calls this, so it may broadcast
+            files_there = self._strategy.broadcast(files_there, src=0)
+        if not files_there:
             if self.monitor:
                 log.warning(
                     "resuming in %s: the resumed run's checkpoints in %s are gone, so its "

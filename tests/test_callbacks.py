@@ -96,3 +96,30 @@ def test_run_checkpoint_starts_afresh_when_the_old_files_are_gone(tmp_path, capl
     # A record of a file that is not there would make the test after training fail.
     assert callback.best_model_score is None and callback.best_model_path == ""
     assert "are gone, so its best score is not carried over" in caplog.text
+
+
+def test_run_checkpoint_follows_the_first_process_on_whether_the_old_files_are_there(tmp_path):
+    """Under DDP without a shared filesystem, another process may not see the old run's
+    files; it must keep the same record as the first process, which copies them."""
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "best.ckpt").write_text("old best")
+    trainer = L.Trainer(logger=False)
+    callback = RunCheckpoint(dirpath=tmp_path / "new", filename="best", monitor="val/acc")
+    callback.setup(trainer, Regression(), "fit")
+    seen = []
+
+    def broadcast(obj, src=0):  # rank zero's answer, as torch.distributed would give it
+        seen.append(obj)
+        return not obj
+
+    trainer.strategy.broadcast = broadcast
+    callback.load_state_dict({
+        "monitor": "val/acc", "best_model_score": torch.tensor(0.9),
+        "best_model_path": str(old / "best.ckpt"), "dirpath": str(old),
+        "best_k_models": {str(old / "best.ckpt"): torch.tensor(0.9)},
+        "kth_best_model_path": str(old / "best.ckpt"), "kth_value": torch.tensor(0.9),
+        "last_model_path": "",
+    })  # fmt: skip
+    assert seen == [True]  # this process sees the files, rank zero says they are gone
+    assert callback.best_model_score is None and callback.best_model_path == ""
