@@ -72,8 +72,8 @@ _UD_TOKEN = _alternatives(
     r"[:;]-?[()dp](?!\w)",  # :) ;-)
     r"\w+?(?=n['’]t\b)",  # do of don't, ca of can't, wo of won't
     # The same written without the apostrophe, which EWT splits too (do|nt, I|m,
-    # can|not). Only forms that are not English words whole: "its", "lets" and
-    # "your" stay one word.
+    # can|not). Forms that are mostly words of their own stay whole ("its", "lets",
+    # "your"); "cant" and "wont" are rare as words, and EWT splits every one.
     rf"\b(?:{_NT_STEMS})(?=nt\b)",
     r"\b(?:can(?=not\b)|gon(?=na\b)|wan(?=na\b)|got(?=ta\b)|out(?=ta\b)|i(?=m\b|ve\b))",
     r"\b(?:you|they)(?=re\b)|\b(?:that|what|there|here)(?=s\b)",
