@@ -1,5 +1,5 @@
-"""Process-wide settings every entry point makes the same way: torch threads, denormal
-floats, and one console handler for log lines."""
+"""What every entry point does the same way: torch threads, denormal floats, one console
+handler for log lines, and text settings read as typed."""
 
 from __future__ import annotations
 
@@ -26,3 +26,18 @@ def one_console_handler() -> None:
     # Hydra the root logger prints (and writes train.log) too, so every line came twice.
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
+
+
+def text_setting(cfg, key: str) -> str:
+    """`cfg[key]` as it was typed. Hydra reads a bare `text=2020` as a number (`true` as a
+    bool, `null` as None), which a text to tag, classify or continue must not become."""
+    value = cfg[key]
+    if isinstance(value, str):
+        return value
+    from hydra.core.hydra_config import HydraConfig
+
+    for override in HydraConfig.get().overrides.task:
+        name, _, typed = override.partition("=")
+        if name.lstrip("+~") == key:
+            return typed
+    return "" if value is None else str(value)

@@ -167,10 +167,24 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    # A one-batch check of a config must not overwrite an experiment's results file.
-    results = None if cfg.trainer.get("fast_dev_run") else cfg.results
-    write_summary(summary, output_dir, results)
+    partial = partial_data(cfg.trainer)
+    if partial and cfg.results:  # a check of a config must not overwrite its results file
+        log.warning(
+            "%s not written: %s (metrics.json has this run's figures)", cfg.results, partial
+        )
+    write_summary(summary, output_dir, None if partial else cfg.results)
     return metrics
+
+
+def partial_data(trainer: DictConfig) -> str | None:
+    """Why a run saw only part of its data (`fast_dev_run`, `limit_*_batches`), or None."""
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer.fast_dev_run}"
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer.get(key)  # a float is a share of the batches, an int a count
+        if value is not None and not (isinstance(value, float) and value == 1.0):
+            return f"trainer.{key}={value} runs on part of the data"
+    return None
 
 
 def write_summary(summary: dict, output_dir: Path, results: str | None) -> None:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="generate")
 def main(cfg: DictConfig) -> None:
-    from rnn_tasks.runtime import set_up_process
+    from rnn_tasks.runtime import set_up_process, text_setting
     from rnn_tasks.tasks import load_task
 
     set_up_process(cfg.threads)
@@ -19,9 +19,10 @@ def main(cfg: DictConfig) -> None:
             f"{cfg.ckpt_path} is a {task.task_name!r} checkpoint; generation "
             "needs a language model (task=lm)"
         )
+    prompt = text_setting(cfg, "prompt")
     for i in range(cfg.num_samples):
         seed = None if cfg.seed is None else cfg.seed + i
-        print(task.generate(cfg.prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, seed))
+        print(task.generate(prompt, cfg.max_new_tokens, cfg.temperature, cfg.top_k, seed))
 
 
 if __name__ == "__main__":

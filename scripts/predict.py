@@ -10,18 +10,19 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     import json
 
-    from rnn_tasks.runtime import set_up_process
+    from rnn_tasks.runtime import set_up_process, text_setting
     from rnn_tasks.tasks import load_task
 
     set_up_process(cfg.threads)
     task = load_task(cfg.ckpt_path)
+    text = text_setting(cfg, "text")
     if task.task_name == "lm":
-        result = [{"word": w, "p": round(p, 6)} for w, p in task.next_words(cfg.text, cfg.k)]
+        result = [{"word": w, "p": round(p, 6)} for w, p in task.next_words(text, cfg.k)]
     elif task.task_name == "pos":
-        result = [{"word": w, "tag": t} for w, t in task.predict(cfg.text)]
+        result = [{"word": w, "tag": t} for w, t in task.predict(text)]
     else:
-        label, p = task.predict(cfg.text)
-        result = {"label": label, "p": round(p, 6), "all": task.predict_proba(cfg.text)}
+        label, p = task.predict(text)
+        result = {"label": label, "p": round(p, 6), "all": task.predict_proba(text)}
     print(json.dumps(result, indent=2))
 
 

@@ -57,7 +57,9 @@ def test_predict_and_generate_from_an_lm_checkpoint(lm_run):
     assert len(json.loads(proc.stdout)) == 2
     proc = run("evaluate.py", f"ckpt_path={ckpt}", "threads=1")
     assert "INFO" not in proc.stderr and "test/ppl" in json.loads(proc.stdout)
-    args = [f"ckpt_path={ckpt}", "prompt=the", "max_new_tokens=8", "seed=3"]
+    words = json.loads(run("predict.py", f"ckpt_path={ckpt}", "text=1990", "k=2").stdout)
+    assert len(words) == 2  # a number as the text, not a crash on an int
+    args = [f"ckpt_path={ckpt}", "prompt=1990", "max_new_tokens=8", "seed=3"]
     first = run("generate.py", *args).stdout
     assert first == run("generate.py", *args).stdout  # seeded: reproducible
     greedy = run("generate.py", f"ckpt_path={ckpt}", "temperature=0", "num_samples=2").stdout
@@ -84,6 +86,9 @@ def test_predict_tags_a_sentence(pos_run):
     ckpt = pos_run / "checkpoints" / "best.ckpt"
     tagged = json.loads(run("predict.py", f"ckpt_path={ckpt}", "text=I like green tea.").stdout)
     assert [t["word"] for t in tagged] == ["I", "like", "green", "tea", "."]
+    # Hydra reads a bare number as an int: the text is still the text as typed.
+    tagged = json.loads(run("predict.py", f"ckpt_path={ckpt}", "text=2020").stdout)
+    assert [t["word"] for t in tagged] == ["2020"]
 
 
 def test_cls_predict_and_sweep(tmp_path):

@@ -10,13 +10,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from rnn_tasks.data.sources import BUILTIN_DIR
 from rnn_tasks.evaluate import evaluate, evaluation_data
 from rnn_tasks.tasks import load_task
 from rnn_tasks.text.embeddings import GLOVE_50D
-from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
+from rnn_tasks.train import build_datamodule, checkpoint_metadata, partial_data, train
 from rnn_tasks.train_ensemble import train_ensemble
 
 CONFIGS = str(Path(__file__).parents[1] / "configs")
@@ -70,6 +70,33 @@ def test_every_task_config_runs_fast_dev_run(tmp_path, overrides):
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["metrics"] == metrics and summary["parameters"] > 0
     assert summary["device"] == f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+
+
+def test_a_run_on_part_of_the_data_leaves_the_results_file_alone(tmp_path, caplog):
+    results = tmp_path / "results" / "x.json"
+    short = ["task=cls", *TINY, "trainer.max_epochs=1", f"results={results}"]
+    with caplog.at_level("WARNING", logger="rnn_tasks.train"):
+        train(make_cfg(tmp_path, [*short, "trainer.limit_train_batches=2"]))
+    assert not results.exists() and (tmp_path / "metrics.json").is_file()
+    assert "trainer.limit_train_batches=2 runs on part of the data" in caplog.text
+    train(make_cfg(tmp_path, short))  # all the data, however few epochs: written
+    assert json.loads(results.read_text())["task"] == "cls"
+
+
+@pytest.mark.parametrize(
+    ("trainer", "partial"),
+    [
+        ({}, False),
+        ({"limit_train_batches": None, "fast_dev_run": False}, False),
+        ({"limit_train_batches": 1.0}, False),
+        ({"limit_train_batches": 1}, True),  # an int counts batches: one batch
+        ({"limit_val_batches": 0.5}, True),
+        ({"limit_test_batches": 3}, True),
+        ({"fast_dev_run": True}, True),
+    ],
+)
+def test_partial_data_tells_a_share_from_a_count(trainer, partial):
+    assert (partial_data(OmegaConf.create(trainer)) is not None) == partial
 
 
 def test_task_defaults_pick_their_data_and_model(tmp_path):
