@@ -12,7 +12,6 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
-from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
@@ -124,19 +123,25 @@ class RunCheckpoint(ModelCheckpoint):
 
     Only a resumed fit reads the record back: Lightning also loads it when it tests a
     checkpoint, which would put an older record (and older files) back after training.
-    Where the old run's files are gone (a `last.ckpt` brought from elsewhere), the record
-    starts afresh, as Lightning's would. Under DDP the first process decides and copies,
-    so every process keeps the same record even where they do not share a filesystem.
+    The old files are looked for beside the checkpoint resumed from, since a run folder
+    may have been moved or copied since it recorded them; where they are gone (a
+    `last.ckpt` brought alone), the record starts afresh, as Lightning's would. Under DDP
+    the first process decides and copies, so every process keeps the same record even
+    where they do not share a filesystem.
     """
 
     _stage: str | None = None
-    _copies_files = True
-    _strategy: Strategy | None = None
+    _trainer: L.Trainer | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        self._stage, self._copies_files = stage, trainer.is_global_zero
-        self._strategy = trainer.strategy
+        self._stage, self._trainer = stage, trainer
+
+    def _resumed_folder(self, recorded: str) -> Path:
+        """The folder of the checkpoint being resumed from (the run's files are beside it,
+        wherever the run has been moved or copied to), else the folder it recorded."""
+        resumed = self._trainer.ckpt_path if self._trainer is not None else None
+        return Path(resumed).parent if resumed and Path(resumed).is_file() else Path(recorded)
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self._stage != "fit":
@@ -145,10 +150,18 @@ class RunCheckpoint(ModelCheckpoint):
         if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
             super().load_state_dict(state_dict)
             return
-        old_files = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
-        files_there = all(not path or Path(path).is_file() for path in old_files)
-        if self._strategy is not None:  # every process calls this, so it may broadcast
-            files_there = self._strategy.broadcast(files_there, src=0)
+        old_dir = self._resumed_folder(old_dir)
+
+        def old(path: str) -> str:  # where a recorded file is now
+            return str(old_dir / Path(path).name) if path else path
+
+        best_k = {old(p): v for p, v in state_dict.get("best_k_models", {}).items()}
+        files_there = all(
+            Path(p).is_file() for p in [*best_k, old(state_dict.get("best_model_path"))] if p
+        )
+        trainer = self._trainer
+        if trainer is not None:  # every process calls this, so it may broadcast
+            files_there = trainer.strategy.broadcast(files_there, src=0)
         if not files_there:
             if self.monitor:
                 log.warning(
@@ -159,13 +172,14 @@ class RunCheckpoint(ModelCheckpoint):
                 )
             return
         new_dir = Path(self.dirpath)
+        copies = trainer is None or trainer.is_global_zero
         copied: dict[str, str] = {}  # the record names the best file up to three times
 
         def moved(path: str) -> str:
             if not path or path in copied:
                 return copied.get(path, path)
             target = new_dir / Path(path).name
-            if self._copies_files and Path(path).is_file():
+            if copies and Path(path).is_file() and Path(path).resolve() != target.resolve():
                 new_dir.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
             copied[path] = str(target)
@@ -174,10 +188,10 @@ class RunCheckpoint(ModelCheckpoint):
         state = {
             **state_dict,
             "dirpath": self.dirpath,
-            "best_model_path": moved(state_dict.get("best_model_path", "")),
-            "kth_best_model_path": moved(state_dict.get("kth_best_model_path", "")),
-            "last_model_path": moved(state_dict.get("last_model_path", "")),
-            "best_k_models": {moved(p): v for p, v in state_dict.get("best_k_models", {}).items()},
+            "best_model_path": moved(old(state_dict.get("best_model_path", ""))),
+            "kth_best_model_path": moved(old(state_dict.get("kth_best_model_path", ""))),
+            "last_model_path": moved(old(state_dict.get("last_model_path", ""))),
+            "best_k_models": {moved(p): v for p, v in best_k.items()},
         }
         if self.monitor and state["best_model_path"]:
             log.info(

@@ -152,19 +152,23 @@ def test_resume_from_last_checkpoint_continues_the_run(tmp_path, extra):
     assert resumed["epoch"] == 1  # epoch 0 came from the first run
 
 
-def test_a_run_resumed_in_a_new_folder_keeps_the_best_checkpoint_it_had(tmp_path):
+@pytest.mark.parametrize("moved", [False, True], ids=["in-place", "run-folder-moved"])
+def test_a_run_resumed_in_a_new_folder_keeps_the_best_checkpoint_it_had(tmp_path, moved):
     # Frozen weights (lr far below float32's resolution): epoch 1 only ties epoch 0, so
     # the best checkpoint must stay epoch 0's. Lightning alone restores the best score
     # only in the same folder, and so made the first epoch after a resume the best.
     pos_run(tmp_path / "a", "task.lr=1e-20")
-    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    old = tmp_path / "a"
+    if moved:  # the record names a/checkpoints; the files are now beside the resumed one
+        old = old.rename(tmp_path / "elsewhere")
+    last = old / "checkpoints" / "last.ckpt"
     pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2", "task.lr=1e-20")
     best = tmp_path / "b" / "checkpoints" / "best.ckpt"
     assert torch.load(best, weights_only=True)["epoch"] == 0
     assert torch.load(best.with_name("last.ckpt"), weights_only=True)["epoch"] == 1
     summary = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert Path(summary["best_checkpoint"]) == best  # tested from the new folder
-    assert (tmp_path / "a" / "checkpoints" / "best.ckpt").is_file()  # the old run untouched
+    assert (old / "checkpoints" / "best.ckpt").is_file()  # the old run untouched
 
 
 def test_resuming_on_another_split_is_an_error_that_names_the_setting(tmp_path):
