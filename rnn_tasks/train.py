@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
 from .runtime import set_up_process
-from .settings import fixed_data_changes
+from .settings import changes, fixed_data_changes
 from .tasks.loading import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,29 @@ def check_resumed_data(ckpt_path: str | Path, hparams: dict, data: dict) -> None
     differ = fixed_data_changes(hparams.get("data") or {}, data, resume=True)
     if differ:
         raise ValueError(
-            f"{ckpt_path} was trained with {', '.join(differ)}: resuming it on other data "
-            f"would mix the two runs' splits. Resume with the checkpoint's settings (override "
-            f"them back), or start a new run without ckpt_path"
+            f"{ckpt_path} was trained with {', '.join(differ)}: a resumed run keeps its data "
+            f"(another split would train on the first one's test data, another word lookup "
+            f"would change what its embeddings stand for). Resume with the checkpoint's "
+            f"settings (override them back), or start a new run without ckpt_path"
+        )
+
+
+def check_resumed_model(ckpt_path: str | Path, checkpoint: dict, task, model: dict) -> None:
+    """Raises if `task`'s weights do not fit the checkpoint's, naming the `model` settings
+    (this run's) that differ from the checkpoint's, instead of torch's size mismatch."""
+    theirs, ours = checkpoint["state_dict"], task.state_dict()
+    misfits = sorted(
+        k for k in theirs.keys() | ours.keys() if k not in theirs or k not in ours
+        or theirs[k].shape != ours[k].shape
+    )  # fmt: skip
+    if misfits:
+        trained = checkpoint["hyper_parameters"].get("model") or {}
+        differ = changes(trained, model, sorted(trained.keys() | model.keys()), prefix="model.")
+        raise ValueError(
+            f"{ckpt_path} holds another model than this run builds "
+            f"({', '.join(differ) or 'the data sizes differ'}; {len(misfits)} weights do not "
+            f"fit, e.g. {misfits[0]}). Resume with the checkpoint's model settings, or start "
+            f"a new run without ckpt_path"
         )
 
 
@@ -134,13 +154,18 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
-    metadata = None
+    metadata = checkpoint = None
     if cfg.ckpt_path:  # read once here; trainer.fit reads it again for the weights
-        hparams = read_checkpoint(cfg.ckpt_path)["hyper_parameters"]
+        checkpoint = read_checkpoint(cfg.ckpt_path)
+        hparams = checkpoint["hyper_parameters"]
         check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
         metadata = data_metadata(hparams)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
+    if checkpoint is not None:
+        model = OmegaConf.to_container(cfg.task.model, resolve=True)
+        check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
+        del checkpoint  # its tensors: Lightning loads the file again for the weights
     trainer = build_trainer(cfg, output_dir)
     log.info("%s: %s parameters", type(task).__name__, f"{task.num_parameters:,}")
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)

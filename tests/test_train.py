@@ -182,6 +182,17 @@ def test_resuming_on_another_split_is_an_error_that_names_the_setting(tmp_path):
             "data.batch_size=8")  # fmt: skip
 
 
+def test_resuming_another_model_is_an_error_that_names_the_setting(tmp_path):
+    pos_run(tmp_path / "a")
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ValueError, match=r"model.hidden_size=16 \(this run: 24\); \d+ weights"):
+        pos_run(tmp_path / "b", f"ckpt_path={last}", "trainer.max_epochs=2",
+                "model.hidden_size=24")  # fmt: skip
+    assert not (tmp_path / "b" / "checkpoints").exists()  # stopped before training
+    # A setting that shapes no weight may change: the run goes on.
+    pos_run(tmp_path / "c", f"ckpt_path={last}", "trainer.max_epochs=2", "model.dropout=0.1")
+
+
 @pytest.mark.parametrize(
     "name", sorted(p.stem for p in (Path(CONFIGS) / "experiment").glob("*.yaml"))
 )
