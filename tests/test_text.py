@@ -146,6 +146,7 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
         ("cannot, its, lets, your", ["can", "not", ",", "its", ",", "lets", ",", "your"]),
         ("an e-mail to a non-profit", ["an", "e-mail", "to", "a", "non-profit"]),
         ("well-known AT&T << x >>", ["well", "-", "known", "AT&T", "<<", "x", ">>"]),
+        ("the 1970s at 5 o'clock <3", ["the", "1970s", "at", "5", "o'clock", "<3"]),
         (
             "in the U.S. now, in the U.S.",
             ["in", "the", "U.S.", "now", ",", "in", "the", "U.S", "."],
@@ -168,7 +169,7 @@ def test_tokenize_ud_gives_most_ewt_dev_sentences_their_gold_words():
     assert len(texts) == len(gold) == 2001
     exact = sum(tokenize_ud(t) == g for t, g in zip(texts, gold, strict=True)) / len(gold)
     sms = sum(tokenize(t, lowercase=False) == g for t, g in zip(texts, gold, strict=True))
-    assert exact >= 0.9 and exact > sms / len(gold) + 0.15  # measured: 0.926 and 0.713
+    assert exact >= 0.9 and exact > sms / len(gold) + 0.15  # measured: 0.927 and 0.713
 
 
 def test_split_words():

@@ -64,12 +64,13 @@ _UD_TOKEN = _alternatives(
     rf"|sep|sept|oct|nov|dec)\.(?!\w){_END}",  # Dr. Smith, Acme Inc.
     r"no\.(?=\s*\d)",  # No. 5 (but "the answer is no.")
     r"(?-i:[A-Z]\.(?=\s+[A-Z]))",  # an initial: J. Smith (but "plan B.")
-    r"\d+(?:st|nd|rd|th|['’]s)\b",  # 22nd, the 70's
+    r"\d+(?:st|nd|rd|th|s|['’]s)\b",  # 22nd, the 1970s, the 70's
+    r"o['’]clock\b",
     rf"\b(?:{_HYPHEN_PREFIXES})-\w+",  # e-mail, non-profit
     r"(?-i:\b[A-Z]+&[A-Z]+\b)",  # AT&T, PG&E
     _domain(r"com|net|org|edu|gov|co\.uk|uk|biz|info"),
     r"\d+(?:[.,:/-]\d+)*",  # 1,250.50, 10:30, 02/13/2001, 755-1109
-    r"[:;]-?[()dp](?!\w)",  # :) ;-)
+    r"[:;]-?[()dp](?!\w)|<3",  # :) ;-) <3
     r"\w+?(?=n['’]t\b)",  # do of don't, ca of can't, wo of won't
     # The same written without the apostrophe, which EWT splits too (do|nt, I|m,
     # can|not). Forms that are mostly words of their own stay whole ("its", "lets",
