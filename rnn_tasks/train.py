@@ -74,6 +74,20 @@ def check_resumed_data(ckpt_path: str | Path, hparams: dict, data: dict) -> None
         )
 
 
+def check_no_earlier_run(output_dir: Path) -> None:
+    """Raises if a new run would train into a folder that holds another run's checkpoints:
+    Lightning would keep them and name the new best `best-v1.ckpt`, so the folder's
+    `best.ckpt` would still be the old run's."""
+    earlier = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
+    if earlier:
+        raise ValueError(
+            f"{output_dir / 'checkpoints'} holds another run's checkpoints "
+            f"({', '.join(earlier)}): resume that run with "
+            f"ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}, or train into a new "
+            f"folder (Hydra makes one for every run unless hydra.run.dir names one)"
+        )
+
+
 def check_resumed_model(ckpt_path: str | Path, checkpoint: dict, task, model: dict) -> None:
     """Raises if `task`'s weights do not fit the checkpoint's, naming the `model` settings
     (this run's) that differ from the checkpoint's, instead of torch's size mismatch."""
@@ -160,6 +174,8 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         hparams = checkpoint["hyper_parameters"]
         check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
         metadata = data_metadata(hparams)
+    else:
+        check_no_earlier_run(output_dir)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
     if checkpoint is not None:

@@ -76,10 +76,10 @@ def test_a_run_on_part_of_the_data_leaves_the_results_file_alone(tmp_path, caplo
     results = tmp_path / "results" / "x.json"
     short = ["task=cls", *TINY, "trainer.max_epochs=1", f"results={results}"]
     with caplog.at_level("WARNING", logger="rnn_tasks.train"):
-        train(make_cfg(tmp_path, [*short, "trainer.limit_train_batches=2"]))
-    assert not results.exists() and (tmp_path / "metrics.json").is_file()
+        train(make_cfg(tmp_path / "a", [*short, "trainer.limit_train_batches=2"]))
+    assert not results.exists() and (tmp_path / "a" / "metrics.json").is_file()
     assert "trainer.limit_train_batches=2 runs on part of the data" in caplog.text
-    train(make_cfg(tmp_path, short))  # all the data, however few epochs: written
+    train(make_cfg(tmp_path / "b", short))  # all the data, however few epochs: written
     assert json.loads(results.read_text())["task"] == "cls"
 
 
@@ -180,6 +180,17 @@ def test_resuming_on_another_split_is_an_error_that_names_the_setting(tmp_path):
     # How the same examples are batched may change.
     pos_run(tmp_path / "c", f"ckpt_path={last}", "trainer.max_epochs=2", "seed=1",
             "data.batch_size=8")  # fmt: skip
+
+
+def test_a_new_run_in_a_folder_with_checkpoints_is_refused(tmp_path):
+    pos_run(tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
+    # Lightning would name the new best best-v1.ckpt, leaving best.ckpt the old run's.
+    with pytest.raises(
+        ValueError, match=r"holds another run's checkpoints \(best.ckpt, last.ckpt\)"
+    ):
+        pos_run(tmp_path, "model.hidden_size=24")
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == before
 
 
 def test_resuming_another_model_is_an_error_that_names_the_setting(tmp_path):
