@@ -124,8 +124,8 @@ class RunCheckpoint(ModelCheckpoint):
     Only a resumed fit reads the record back: Lightning also loads it when it tests a
     checkpoint, which would put an older record (and older files) back after training.
     The old files are looked for beside the checkpoint resumed from, since a run folder
-    may have been moved or copied since it recorded them; where they are gone (a
-    `last.ckpt` brought alone), the record starts afresh, as Lightning's would. Under DDP
+    may have been moved or copied since it recorded them, then where it recorded them;
+    where they are gone, the record starts afresh, as Lightning's would. Under DDP
     the first process decides and copies, so every process keeps the same record even
     where they do not share a filesystem.
     """
@@ -137,11 +137,15 @@ class RunCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         self._stage, self._trainer = stage, trainer
 
-    def _resumed_folder(self, recorded: str) -> Path:
-        """The folder of the checkpoint being resumed from (the run's files are beside it,
-        wherever the run has been moved or copied to), else the folder it recorded."""
+    def _resumed_folder(self, recorded: str, names: list[str]) -> Path:
+        """Where the resumed run's files `names` are now: beside the checkpoint resumed from
+        (the run folder may have been moved or copied), else in the folder it recorded (a
+        `last.ckpt` taken out alone)."""
         resumed = self._trainer.ckpt_path if self._trainer is not None else None
-        return Path(resumed).parent if resumed and Path(resumed).is_file() else Path(recorded)
+        beside = Path(resumed).parent if resumed else None
+        if beside is not None and all((beside / name).is_file() for name in names):
+            return beside
+        return Path(recorded)
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self._stage != "fit":
@@ -150,7 +154,8 @@ class RunCheckpoint(ModelCheckpoint):
         if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
             super().load_state_dict(state_dict)
             return
-        old_dir = self._resumed_folder(old_dir)
+        recorded = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
+        old_dir = self._resumed_folder(old_dir, [Path(p).name for p in recorded if p])
 
         def old(path: str) -> str:  # where a recorded file is now
             return str(old_dir / Path(path).name) if path else path

@@ -29,13 +29,16 @@ def one_console_handler() -> None:
 
 
 def text_setting(cfg, key: str) -> str:
-    """`cfg[key]` as it was typed. Hydra reads a bare `text=2020` as a number (`true` as a
-    bool, `null` as None), which a text to tag, classify or continue must not become."""
+    """`cfg[key]` as it was typed on the command line: Hydra reads a bare `text=2020` as a
+    number (and `true`, `null` as a bool and None), which a text to tag, classify or
+    continue must not become; `text=null` is the text "null"."""
     value = cfg[key]
     if isinstance(value, str):
         return value
     from hydra.core.hydra_config import HydraConfig
 
+    if not HydraConfig.initialized():  # a composed config: no command line to read
+        return "" if value is None else str(value)
     for override in HydraConfig.get().overrides.task:
         name, _, typed = override.partition("=")
         if name.lstrip("+~") == key:

@@ -78,13 +78,18 @@ def check_no_earlier_run(output_dir: Path) -> None:
     """Raises if a new run would train into a folder that holds another run's checkpoints:
     Lightning would keep them and name the new best `best-v1.ckpt`, so the folder's
     `best.ckpt` would still be the old run's."""
-    earlier = sorted(p.name for p in (output_dir / "checkpoints").glob("*.ckpt"))
+    folder = output_dir / "checkpoints"
+    earlier = sorted(p.name for p in folder.glob("*.ckpt"))
     if earlier:
+        resume = (
+            f"resume that run with ckpt_path={folder / 'last.ckpt'}"
+            if (folder / "last.ckpt").is_file()
+            else "move them away"
+        )
         raise ValueError(
-            f"{output_dir / 'checkpoints'} holds another run's checkpoints "
-            f"({', '.join(earlier)}): resume that run with "
-            f"ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}, or train into a new "
-            f"folder (Hydra makes one for every run unless hydra.run.dir names one)"
+            f"{folder} holds another run's checkpoints ({', '.join(earlier)}): {resume}, or "
+            f"train into a new folder (Hydra makes one for every run unless hydra.run.dir "
+            f"names one)"
         )
 
 
@@ -208,19 +213,25 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    partial = partial_data(cfg.trainer)
-    if partial and cfg.results:  # a check of a config must not overwrite its results file
-        log.warning(
-            "%s not written: %s (metrics.json has this run's figures)", cfg.results, partial
-        )
-    write_summary(summary, output_dir, None if partial else cfg.results)
+    write_summary(summary, output_dir, results_file(cfg))
     return metrics
 
 
+def results_file(cfg: DictConfig) -> str | None:
+    """`cfg.results`, unless the run saw only part of its data: a check of a config must
+    not overwrite the results file of the experiment it checks."""
+    partial = partial_data(cfg.trainer)
+    if partial and cfg.results:
+        log.warning("%s not written: %s (metrics.json has the figures)", cfg.results, partial)
+    return None if partial else cfg.results
+
+
 def partial_data(trainer: DictConfig) -> str | None:
-    """Why a run saw only part of its data (`fast_dev_run`, `limit_*_batches`), or None."""
-    if trainer.get("fast_dev_run"):
-        return f"trainer.fast_dev_run={trainer.fast_dev_run}"
+    """Why a run saw only part of its data (`fast_dev_run`, `overfit_batches`,
+    `limit_*_batches`), or None."""
+    for key in ("fast_dev_run", "overfit_batches"):
+        if trainer.get(key):
+            return f"trainer.{key}={trainer[key]}"
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
         value = trainer.get(key)  # a float is a share of the batches, an int a count
         if value is not None and not (isinstance(value, float) and value == 1.0):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from .evaluate import load_checkpoints, run_split
 from .settings import changes, flatten, with_legacy_defaults
 from .tasks.encoder_tasks import EncoderTask
-from .train import data_metadata, git_revision, train, write_summary
+from .train import data_metadata, git_revision, results_file, train, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -146,5 +146,5 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
         "device": members[0]["device"],
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    write_summary(summary, Path(cfg.output_dir), cfg.results)
+    write_summary(summary, Path(cfg.output_dir), results_file(cfg))
     return metrics

@@ -123,3 +123,32 @@ def test_run_checkpoint_follows_the_first_process_on_whether_the_old_files_are_t
     })  # fmt: skip
     assert seen == [True]  # this process sees the files, rank zero says they are gone
     assert callback.best_model_score is None and callback.best_model_path == ""
+
+
+@pytest.mark.parametrize("where", ["beside", "recorded"])
+def test_run_checkpoint_finds_the_old_files_beside_the_resumed_one_or_where_recorded(
+    tmp_path, where
+):
+    """A run folder moved elsewhere has its files beside the checkpoint resumed from; a
+    `last.ckpt` taken out alone leaves them where the run recorded them."""
+    recorded, moved = tmp_path / "recorded", tmp_path / "moved"
+    folder = moved if where == "beside" else recorded
+    folder.mkdir()
+    (folder / "best.ckpt").write_text(f"best in {where}")
+    (tmp_path / "alone").mkdir()
+    resumed = (moved if where == "beside" else tmp_path / "alone") / "last.ckpt"
+    resumed.write_text("last")
+    trainer = L.Trainer(logger=False)
+    callback = RunCheckpoint(dirpath=tmp_path / "new", filename="best", monitor="val/acc")
+    callback.setup(trainer, Regression(), "fit")
+    trainer._checkpoint_connector._ckpt_path = str(resumed)  # as Lightning sets it to resume
+    score = torch.tensor(0.9)
+    callback.load_state_dict({
+        "monitor": "val/acc", "best_model_score": score,
+        "best_model_path": str(recorded / "best.ckpt"), "dirpath": str(recorded),
+        "best_k_models": {str(recorded / "best.ckpt"): score},
+        "kth_best_model_path": str(recorded / "best.ckpt"), "kth_value": score,
+        "last_model_path": "",
+    })  # fmt: skip
+    assert callback.best_model_score == score
+    assert (tmp_path / "new" / "best.ckpt").read_text() == f"best in {where}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def test_readme_quotes_each_experiments_results_file(experiment):
     for row in rows:
         for key, written in HEADLINES[experiment].items():
             figure = written(result["metrics"][key])
-            assert figure in row, f"{experiment}: README row lacks {key} = {figure}"
+            quoted = re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", row)
+            assert quoted, f"{experiment}: README row lacks {key} = {figure}"
     millions = result["parameters"] / 1e6
     parameters = f"{millions:.{2 if millions < 1 else 1}f}M parameters"  # 0.54M, 13.3M
     assert any(parameters in row for row in rows), f"{experiment}: README lacks {parameters}"

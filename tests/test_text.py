@@ -148,6 +148,10 @@ def test_lookup_keys_fold_case_and_digits(lowercase, zero_digits, keys):
         ("well-known AT&T << x >>", ["well", "-", "known", "AT&T", "<<", "x", ">>"]),
         ("the 1970s at 5 o'clock <3", ["the", "1970s", "at", "5", "o'clock", "<3"]),
         (
+            "IM me, x<3, <30 in the U.S.A.",
+            ["IM", "me", ",", "x", "<", "3", ",", "<", "30", "in", "the", "U.S.A", "."],
+        ),
+        (
             "in the U.S. now, in the U.S.",
             ["in", "the", "U.S.", "now", ",", "in", "the", "U.S", "."],
         ),  # fmt: skip

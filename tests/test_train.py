@@ -14,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from rnn_tasks.data.sources import BUILTIN_DIR
 from rnn_tasks.evaluate import evaluate, evaluation_data
+from rnn_tasks.runtime import text_setting
 from rnn_tasks.tasks import load_task
 from rnn_tasks.text.embeddings import GLOVE_50D
 from rnn_tasks.train import build_datamodule, checkpoint_metadata, partial_data, train
@@ -97,6 +98,18 @@ def test_a_run_on_part_of_the_data_leaves_the_results_file_alone(tmp_path, caplo
 )
 def test_partial_data_tells_a_share_from_a_count(trainer, partial):
     assert (partial_data(OmegaConf.create(trainer)) is not None) == partial
+
+
+@pytest.mark.parametrize(
+    ("typed", "text"), [("text=2020", "2020"), ("+text=1e3", "1e3"), ("text=null", "null"),
+                        ('text="3 cats"', "3 cats"), ("text=true", "true")],
+)  # fmt: skip
+def test_a_text_setting_is_read_as_typed(typed, text):
+    with initialize_config_dir(CONFIGS, version_base="1.3"):
+        overrides = ["ckpt_path=x.ckpt", typed] if typed.startswith("text") else [typed]
+        cfg = compose("predict", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    assert text_setting(cfg, "text") == text
 
 
 def test_task_defaults_pick_their_data_and_model(tmp_path):
@@ -242,7 +255,8 @@ def test_ensemble_run_tests_the_members_averaged_probabilities(tmp_path):
                  "trainer.enable_progress_bar=false", "model.char_embedding_dim=4",
                  "ensemble_size=2", "seed=7", f"results={tmp_path / 'ensemble.json'}"]  # fmt: skip
     metrics = train_ensemble(make_cfg(tmp_path, overrides))
-    summary = json.loads((tmp_path / "ensemble.json").read_text())
+    assert not (tmp_path / "ensemble.json").exists()  # part of the data: results/ untouched
+    summary = json.loads((tmp_path / "metrics.json").read_text())
     assert [m["seed"] for m in summary["members"]] == [7, 8]
     members = [json.loads((tmp_path / f"seed{s}" / "metrics.json").read_text()) for s in (7, 8)]
     assert [m["config"]["data"]["seed"] for m in members] == [7, 7]  # one split for both

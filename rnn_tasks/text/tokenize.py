@@ -58,7 +58,7 @@ _END = r"(?!\s*$)"
 _UD_TOKEN = _alternatives(
     _URL,
     _EMAIL,
-    rf"(?:[a-z]\.){{2,}}{_END}",  # U.S., e.g., p.m.
+    rf"(?:[a-z]\.){{2,}}(?![a-z]\.){_END}",  # U.S., e.g., p.m.
     r"(?:[a-z]\.)+[a-z](?=\.\s*$)",  # U.S of "in the U.S." at the end
     r"(?:mr|mrs|ms|dr|prof|st|jr|sr|inc|co|corp|ltd|vs|etc|mt|jan|feb|mar|apr|jun|jul|aug"
     rf"|sep|sept|oct|nov|dec)\.(?!\w){_END}",  # Dr. Smith, Acme Inc.
@@ -70,13 +70,14 @@ _UD_TOKEN = _alternatives(
     r"(?-i:\b[A-Z]+&[A-Z]+\b)",  # AT&T, PG&E
     _domain(r"com|net|org|edu|gov|co\.uk|uk|biz|info"),
     r"\d+(?:[.,:/-]\d+)*",  # 1,250.50, 10:30, 02/13/2001, 755-1109
-    r"[:;]-?[()dp](?!\w)|<3",  # :) ;-) <3
+    r"[:;]-?[()dp](?!\w)|(?<![\w<])<3(?![\w.,])",  # :) ;-) <3 (but x<3, <30)
     r"\w+?(?=n['’]t\b)",  # do of don't, ca of can't, wo of won't
     # The same written without the apostrophe, which EWT splits too (do|nt, I|m,
     # can|not). Forms that are mostly words of their own stay whole ("its", "lets",
     # "your"); "cant" and "wont" are rare as words, and EWT splits every one.
     rf"\b(?:{_NT_STEMS})(?=nt\b)",
-    r"\b(?:can(?=not\b)|gon(?=na\b)|wan(?=na\b)|got(?=ta\b)|out(?=ta\b)|i(?=m\b|ve\b))",
+    r"\b(?:can(?=not\b)|gon(?=na\b)|wan(?=na\b)|got(?=ta\b)|out(?=ta\b))",
+    r"(?-i:\b[Ii](?=(?:m|ve)\b))",  # I|m, I|ve (but IM, an instant message)
     r"\b(?:you|they)(?=re\b)|\b(?:that|what|there|here)(?=s\b)",
     r"n['’]t\b",  # n't
     r"['’](?:s|re|ve|ll|d|m)\b",  # 's 're 've 'll 'd 'm
