@@ -137,66 +137,59 @@ class RunCheckpoint(ModelCheckpoint):
         super().setup(trainer, pl_module, stage)
         self._stage, self._trainer = stage, trainer
 
-    def _resumed_folder(self, recorded: str, names: list[str]) -> Path:
-        """Where the resumed run's files `names` are now: beside the checkpoint resumed from
-        (the run folder may have been moved or copied), else in the folder it recorded (a
-        `last.ckpt` taken out alone)."""
+    def _old_folder(self, recorded: str, names: list[str]) -> Path | None:
+        """Where the resumed run's files `names` are now: beside the checkpoint resumed
+        from (the run folder may have been moved or copied), else in the folder it
+        recorded (a `last.ckpt` taken out alone); None where they are gone."""
         resumed = self._trainer.ckpt_path if self._trainer is not None else None
-        beside = Path(resumed).parent if resumed else None
-        if beside is not None and all((beside / name).is_file() for name in names):
-            return beside
-        return Path(recorded)
+        places = ([Path(resumed).parent] if resumed else []) + [Path(recorded)]
+        return next((p for p in places if all((p / name).is_file() for name in names)), None)
 
     def load_state_dict(self, state_dict: dict) -> None:
         if self._stage != "fit":
             return
-        old_dir = state_dict.get("dirpath")
-        if not old_dir or not self.dirpath or Path(old_dir) == Path(self.dirpath):
+        recorded = state_dict.get("dirpath")
+        if not recorded or not self.dirpath or Path(recorded) == Path(self.dirpath):
             super().load_state_dict(state_dict)
             return
-        recorded = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
-        old_dir = self._resumed_folder(old_dir, [Path(p).name for p in recorded if p])
-
-        def old(path: str) -> str:  # where a recorded file is now
-            return str(old_dir / Path(path).name) if path else path
-
-        best_k = {old(p): v for p, v in state_dict.get("best_k_models", {}).items()}
-        files_there = all(
-            Path(p).is_file() for p in [*best_k, old(state_dict.get("best_model_path"))] if p
-        )
-        trainer = self._trainer
+        best = [state_dict.get("best_model_path"), *state_dict.get("best_k_models", {})]
+        old_dir = self._old_folder(recorded, [Path(p).name for p in best if p])
+        found, trainer = old_dir is not None, self._trainer
         if trainer is not None:  # every process calls this, so it may broadcast
-            files_there = trainer.strategy.broadcast(files_there, src=0)
-        if not files_there:
+            found = trainer.strategy.broadcast(found, src=0)
+        if not found:
             if self.monitor:
                 log.warning(
                     "resuming in %s: the resumed run's checkpoints in %s are gone, so its "
                     "best score is not carried over",
                     self.dirpath,
-                    old_dir,
+                    recorded,
                 )
             return
+        old_dir = old_dir or Path(recorded)  # where this process sees none, it copies none
         new_dir = Path(self.dirpath)
         copies = trainer is None or trainer.is_global_zero
-        copied: dict[str, str] = {}  # the record names the best file up to three times
+        copied: set[str] = set()  # the record names the best file up to three times
 
         def moved(path: str) -> str:
-            if not path or path in copied:
-                return copied.get(path, path)
-            target = new_dir / Path(path).name
-            if copies and Path(path).is_file() and Path(path).resolve() != target.resolve():
-                new_dir.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target)
-            copied[path] = str(target)
-            return copied[path]
+            if not path:
+                return path
+            name = Path(path).name
+            source, target = old_dir / name, new_dir / name
+            if copies and name not in copied and source.is_file():
+                if source.resolve() != target.resolve():
+                    new_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(source, target)
+                copied.add(name)
+            return str(target)
 
         state = {
             **state_dict,
             "dirpath": self.dirpath,
-            "best_model_path": moved(old(state_dict.get("best_model_path", ""))),
-            "kth_best_model_path": moved(old(state_dict.get("kth_best_model_path", ""))),
-            "last_model_path": moved(old(state_dict.get("last_model_path", ""))),
-            "best_k_models": {moved(p): v for p, v in best_k.items()},
+            "best_model_path": moved(state_dict.get("best_model_path", "")),
+            "kth_best_model_path": moved(state_dict.get("kth_best_model_path", "")),
+            "last_model_path": moved(state_dict.get("last_model_path", "")),
+            "best_k_models": {moved(p): v for p, v in state_dict.get("best_k_models", {}).items()},
         }
         if self.monitor and state["best_model_path"]:
             log.info(

@@ -37,10 +37,9 @@ def text_setting(cfg, key: str) -> str:
         return value
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized():  # a composed config: no command line to read
-        return "" if value is None else str(value)
-    for override in HydraConfig.get().overrides.task:
-        name, _, typed = override.partition("=")
-        if name.lstrip("+~") == key:
-            return typed
+    if HydraConfig.initialized():  # a composed config has no command line to read
+        for override in HydraConfig.get().overrides.task:
+            name, _, typed = override.partition("=")
+            if name.lstrip("+~") == key:
+                return typed
     return "" if value is None else str(value)
