@@ -122,7 +122,7 @@ class Encoder(nn.Module):
             raise ValueError("word_dropout > 0 needs unk_idx, the id words are replaced by")
         self.word_dropout, self.unk_idx, self.padding_idx = word_dropout, unk_idx, padding_idx
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        # (V,) bool, the pretrained rows load_pretrained(freeze=True) keeps fixed; not saved:
+        # (V,) bool, the pretrained rows load_pretrained keeps fixed; not saved:
         # a checkpoint's table already holds them, and only training needs the mask.
         self.register_buffer("frozen_rows", None, persistent=False)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
@@ -159,12 +159,12 @@ class Encoder(nn.Module):
             drop &= tokens != self.padding_idx
         return tokens.masked_fill(drop, self.unk_idx)
 
-    def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
+    def load_pretrained(self, vectors: Tensor, found: Tensor, frozen: Tensor | None = None) -> None:
         """Copy pretrained vectors (V, E) into the rows marked `found` (V,) bool.
 
-        Rows not found keep their random init and are learned. `freeze=True` stops training
-        the found rows only (a gradient hook zeroes their gradient), so unseen words still learn.
-        The table is then kept out of weight decay (`no_decay_parameters`).
+        Rows not found keep their random init and are learned. Rows marked `frozen` (V,)
+        bool stop training (a gradient hook zeroes their gradient), and the table is then
+        kept out of weight decay (`no_decay_parameters`).
         """
         if vectors.shape != self.embedding.weight.shape:
             raise ValueError(
@@ -173,8 +173,8 @@ class Encoder(nn.Module):
             )
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found].to(self.embedding.weight)
-        if freeze:
-            self.frozen_rows = found.to(self.embedding.weight.device)
+        if frozen is not None and frozen.any():
+            self.frozen_rows = frozen.to(self.embedding.weight.device)
             self.embedding.weight.register_hook(
                 lambda grad: grad.masked_fill(self.frozen_rows.unsqueeze(1), 0.0)
             )

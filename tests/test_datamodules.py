@@ -122,6 +122,33 @@ def test_tagging_metadata_adopt_and_test_file(ud_dir, tmp_path_factory):
         TaggingDataModule(path=str(ud_dir)).adopt({"vocab": meta["vocab"]})
 
 
+@pytest.mark.parametrize("module", ["tagging", "classification"])
+def test_pretrained_words_join_the_vocabulary_after_the_training_words(ud_dir, tmp_path, module):
+    glove = tmp_path / "glove.txt"
+    glove.write_text("".join(f"{w} 0.5 0.5\n" for w in ("the", "cats", "sleep", "zebra")))
+    if module == "tagging":
+        dm = TaggingDataModule(path=str(ud_dir), lowercase=True, pretrained_words=str(glove),
+                               pretrained_words_limit=3)  # fmt: skip
+    else:
+        spam = tmp_path / "sms.txt"
+        spam.write_text("".join(f"{y}\tthe dog\n" for y in ["ham", "spam"] * 30))
+        dm = ClassificationDataModule(path=str(spam), group_duplicates=False,
+                                      pretrained_words=str(glove),
+                                      pretrained_words_limit=3)  # fmt: skip
+    dm.setup()
+    trained = dm.vocab.itos[: dm.vocab.added_from]  # the training words, as without the file
+    assert trained[:2] == ["<pad>", "<unk>"] and "the" in trained and "cats" not in trained
+    assert dm.vocab.itos[dm.vocab.added_from :] == ["cats", "sleep"]  # limit 3: no "zebra"
+    again = type(dm)(path=str(tmp_path / "gone"))
+    again.adopt(dm.metadata())
+    assert again.vocab == dm.vocab
+    if module == "tagging":  # the test sentence "Cats sleep", unseen in training
+        batch = next(iter(dm.test_dataloader()))
+        assert dm.vocab.decode(batch["tokens"][0]) == ["cats", "sleep"]
+    with pytest.raises(ValueError, match="pretrained_words_limit must be >= 1, got 0"):
+        type(dm)(pretrained_words=str(glove), pretrained_words_limit=0)
+
+
 def test_bad_choice_lists_options():
     with pytest.raises(ValueError, match=r"\['upos', 'xpos'\]"):
         TaggingDataModule(tag_column="deprel")

@@ -10,7 +10,7 @@ from rnn_tasks.models import CharEncoder, Classifier, Encoder, LanguageModel, Ta
 from rnn_tasks.tasks import LanguageModelTask, TaggingTask
 from rnn_tasks.tasks.pretrained import lm_checkpoint_vectors, pretrained_vectors
 from rnn_tasks.text import Vocab
-from rnn_tasks.text.embeddings import read_vectors
+from rnn_tasks.text.embeddings import read_vectors, read_words
 
 V, E, H = 50, 8, 12
 
@@ -190,6 +190,63 @@ def test_tagger_takes_embeddings_from_a_file_and_from_an_lm_checkpoint(tmp_path)
         unrelated.setup("fit")
     with pytest.raises(FileNotFoundError, match=r"embeddings checkpoint not found: .*gone.ckpt"):
         pretrained_vectors(tmp_path / "gone.ckpt", vocab)
+
+
+def test_read_words_takes_the_first_words_in_file_order(tmp_path):
+    rows = {"the": [1.0, 2.0], "of": [0.0, 1.0], "zebra": [3.0, 3.0]}
+    write_vectors(tmp_path / "v.txt.gz", rows, header=True)  # word2vec header, gzipped
+    assert read_words(tmp_path / "v.txt.gz", 2) == ["the", "of"]
+    assert read_words(tmp_path / "v.txt.gz", 10) == ["the", "of", "zebra"]
+    (tmp_path / "tabs.txt").write_text("the 1.0 2.0\nof\t0.0 1.0\n")
+    with pytest.raises(ValueError, match=r"tabs.txt:2: fields separated by tabs"):
+        read_words(tmp_path / "tabs.txt", 5)
+    with pytest.raises(FileNotFoundError, match=r"glove.6B.50d.txt \(python scripts/glove_from"):
+        read_words(tmp_path / "glove.6B.50d.txt", 5)
+
+
+def added_words_task(tmp_path, vectors: dict, **task):
+    """A tagger over "the cat" from training and "zebra", "gnu" added from a vectors file."""
+    vocab = Vocab(["<pad>", "<unk>", "the", "cat"]).extended(["zebra", "gnu"])
+    write_vectors(tmp_path / "v.txt", vectors)
+    embeddings = {"path": str(tmp_path / "v.txt"), **task.pop("embeddings", {})}
+    model = dict(embedding_dim=E, hidden_size=H, bidirectional=True)
+    return TaggingTask(vocab.to_dict(), ["A", "B"], model, embeddings=embeddings, **task)
+
+
+def test_added_words_read_as_their_vectors_and_never_train(tmp_path):
+    torch.manual_seed(0)
+    rows = {"the": [1.0] * E, "zebra": [2.0] * E, "gnu": [3.0] * E}
+    task = added_words_task(tmp_path, rows, optimizer="adamw", lr=0.1, weight_decay=0.5)
+    task.setup("fit")
+    table = task.model.encoder.embedding.weight
+    torch.testing.assert_close(table[4:], torch.tensor([[2.0] * E, [3.0] * E]))
+    opt = task.configure_optimizers()["optimizer"]
+    for _ in range(3):  # "zebra" in the batch too: no gradient, and no decay, moves it
+        opt.zero_grad()
+        task.model(torch.tensor([[2, 3, 4]]), torch.tensor([3])).logsumexp(-1).sum().backward()
+        opt.step()
+    torch.testing.assert_close(table[4:], torch.tensor([[2.0] * E, [3.0] * E]), rtol=0, atol=0)
+    assert not torch.equal(table[2], torch.ones(E))  # "the", from training, fine-tunes
+
+
+def test_added_words_need_their_vectors(tmp_path):
+    task = added_words_task(tmp_path, {"the": [1.0] * E}, embeddings={"path": None})
+    with pytest.raises(ValueError, match="last 2 words come from data.pretrained_words"):
+        task.setup("fit")
+    task = added_words_task(tmp_path, {"the": [1.0] * E, "zebra": [1.0] * E})
+    with pytest.raises(ValueError, match=r"1 of the 2 words added .* no vector in .*v.txt"):
+        task.setup("fit")
+
+
+def test_added_words_count_as_unseen_in_the_tagging_breakdown(tmp_path):
+    torch.manual_seed(0)
+    task = added_words_task(tmp_path, {"the": [1.0] * E, "zebra": [2.0] * E, "gnu": [3.0] * E})
+    task.log = lambda *args, **kwargs: None  # no trainer
+    tokens = torch.tensor([[2, 4, 1]])  # the (seen), zebra (added), <unk>
+    batch = {"tokens": tokens, "lengths": torch.tensor([3]), "tags": torch.zeros_like(tokens)}
+    task._step(batch, "val")
+    words = {part: task.metrics[f"val_acc_{part}"] for part in ("seen", "unseen")}
+    assert {part: int(m.tp + m.fn) for part, m in words.items()} == {"seen": 1, "unseen": 2}
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])

@@ -65,6 +65,19 @@ def test_constructor_rejects_duplicates_and_missing_specials():
         Vocab(["<pad>", "a"])
 
 
+def test_extended_appends_the_missing_tokens_in_order_and_marks_them_added(tmp_path):
+    v = Vocab(["<pad>", "<unk>", "the", "dog"])
+    assert v.added_from is None and "added_from" not in v.to_dict()  # older dicts unchanged
+    w = v.extended(["the", "cat", "<unk>", "zebra", "cat"])
+    assert w.itos == ["<pad>", "<unk>", "the", "dog", "cat", "zebra"] and w.added_from == 4
+    assert w.encode(["dog", "cat", "gnu"]) == [3, 4, 1]
+    torch.save(w.to_dict(), tmp_path / "v.pt")
+    back = Vocab.from_dict(torch.load(tmp_path / "v.pt", weights_only=True))
+    assert back == w and back != Vocab(w.itos) and "added_from=4" in repr(back)
+    with pytest.raises(ValueError, match="added_from=7 is not an id of the 6 tokens"):
+        Vocab(w.itos, added_from=7)
+
+
 def test_round_trip_through_dict_and_weights_only_torch_load(tmp_path):
     v = Vocab.build([["z", "y", "y"]], specials=("<unk>", "<eos>"), pad=None)
     d = v.to_dict()

@@ -44,6 +44,8 @@ class ClassificationDataModule(WordsDataModule):
         group_duplicates: Keep every copy of a repeated message in one split (`load_spam`).
         lowercase: Lowercase words for the vocabulary lookup (`lookup_keys`).
         zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
+        pretrained_words, pretrained_words_limit: Add the first words of a GloVe /
+            word2vec text file to the word vocabulary (`WordsDataModule`).
         batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
             See `TextDataModule`; ``test_file`` is a ``label<TAB>text`` file.
     """
@@ -65,6 +67,8 @@ class ClassificationDataModule(WordsDataModule):
         group_duplicates: bool = True,
         lowercase: bool = True,
         zero_digits: bool = False,
+        pretrained_words: str | None = None,
+        pretrained_words_limit: int = 100_000,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -76,6 +80,8 @@ class ClassificationDataModule(WordsDataModule):
         super().__init__(
             lowercase,
             zero_digits,
+            pretrained_words,
+            pretrained_words_limit,
             batch_size,
             eval_batch_size,
             num_workers,

@@ -46,6 +46,8 @@ class TaggingDataModule(WordsDataModule):
         tag_column: ``"upos"`` or ``"xpos"``.
         lowercase: Lowercase words for the vocabulary lookup (`lookup_keys`).
         zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
+        pretrained_words, pretrained_words_limit: Add the first words of a GloVe /
+            word2vec text file to the word vocabulary (`WordsDataModule`).
         batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
             See `TextDataModule`; ``test_file`` is a CoNLL-U file.
     """
@@ -62,6 +64,8 @@ class TaggingDataModule(WordsDataModule):
         tag_column: TagColumn = "upos",
         lowercase: bool = False,
         zero_digits: bool = False,
+        pretrained_words: str | None = None,
+        pretrained_words_limit: int = 100_000,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -73,6 +77,8 @@ class TaggingDataModule(WordsDataModule):
         super().__init__(
             lowercase,
             zero_digits,
+            pretrained_words,
+            pretrained_words_limit,
             batch_size,
             eval_batch_size,
             num_workers,

@@ -4,6 +4,7 @@ vocabulary by a normalised key, and spelled, as written, in a character vocabula
 from __future__ import annotations
 
 from ..text import Vocab, lookup_keys, spell
+from ..text.embeddings import read_words
 from .base import TextDataModule
 
 
@@ -12,15 +13,31 @@ class WordsDataModule(TextDataModule):
     its lookup key (``lowercase``, ``zero_digits``: `lookup_keys`) as a word id, and its
     characters as written (capitals and digits are cues) for a character encoder.
 
+    ``pretrained_words`` (a GloVe / word2vec text file) appends the keys of its first
+    ``pretrained_words_limit`` words the training words lack to the word vocabulary
+    (`Vocab.extended`; Lample et al. 2016): a word unseen in training then reads as its
+    pretrained vector (``task.embeddings.path``, the same file) instead of ``<unk>``.
+
     Subclasses build both vocabularies with `_fit_words` and take them from a checkpoint
     with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``.
     """
 
-    def __init__(self, lowercase: bool, zero_digits: bool, *base_args) -> None:
+    def __init__(
+        self,
+        lowercase: bool,
+        zero_digits: bool,
+        pretrained_words: str | None,
+        pretrained_words_limit: int,
+        *base_args,
+    ) -> None:
         """``base_args``: `TextDataModule`'s arguments, in its order."""
         super().__init__(*base_args)
+        if pretrained_words is not None and pretrained_words_limit < 1:
+            raise ValueError(f"pretrained_words_limit must be >= 1, got {pretrained_words_limit}")
         self.lowercase = lowercase
         self.zero_digits = zero_digits
+        self.pretrained_words = pretrained_words
+        self.pretrained_words_limit = pretrained_words_limit
         self.chars: Vocab | None = None
 
     def _keys(self, words: list[str]) -> list[str]:
@@ -33,6 +50,9 @@ class WordsDataModule(TextDataModule):
             min_freq=self.min_freq,
             max_size=self.max_vocab_size,
         )
+        if self.pretrained_words is not None:
+            words = read_words(self.pretrained_words, self.pretrained_words_limit)
+            self.vocab = self.vocab.extended(self._keys(words))
         self.chars = Vocab.build(list(w) for words in train for w in words)
 
     def _adopt_words(self, metadata: dict, specials: tuple[str, ...] = ("pad",)) -> None:

@@ -55,7 +55,17 @@ class EncoderTask(RecurrentTask):
 
     def setup(self, stage: str) -> None:
         spec = self.hparams.get("embeddings") or {}
-        if stage != "fit" or not spec.get("path") or getattr(self, "_vectors_loaded", False):
+        if stage != "fit" or getattr(self, "_vectors_loaded", False):
+            return
+        added = self.vocab.added_from  # words of data.pretrained_words, never in training
+        num_added = 0 if added is None else len(self.vocab) - added
+        if not spec.get("path"):
+            if num_added:
+                raise ValueError(
+                    f"the vocabulary's last {num_added} words come from data.pretrained_words "
+                    "and training never sees them: without task.embeddings.path (the same "
+                    "file) their vectors would stay random"
+                )
             return
         vectors, found = pretrained_vectors(spec["path"], self.vocab)
         want = self.model.encoder.embedding.weight.shape[1]
@@ -69,8 +79,17 @@ class EncoderTask(RecurrentTask):
                 f"{spec['path']} has a vector for none of the {len(self.vocab)} words of the "
                 f"vocabulary: is it the right file for this data (language, case)?"
             )
-        self.model.encoder.load_pretrained(vectors, found, freeze=spec.get("freeze", False))
+        if num_added and not found[added:].all():
+            raise ValueError(
+                f"{int((~found[added:]).sum())} of the {num_added} words added from "
+                f"data.pretrained_words have no vector in {spec['path']}: give "
+                "task.embeddings.path the file the words came from"
+            )
+        frozen = found.clone() if spec.get("freeze", False) else torch.zeros_like(found)
+        frozen[len(self.vocab) - num_added :] = True  # added words: kept as read, never decayed
+        self.model.encoder.load_pretrained(vectors, found, frozen)
         self._vectors_loaded = True
         share = float(found.float().mean())
-        found_words = f"{int(found.sum())}/{len(found)} words ({share:.1%})"
+        found_words = f"{int(found.sum())}/{len(found)} words ({share:.1%}"
+        found_words += f", {num_added} added from data.pretrained_words)" if num_added else ")"
         rank_zero_info(f"pretrained embeddings: {found_words} found in {spec['path']}")

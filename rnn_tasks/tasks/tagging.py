@@ -71,7 +71,8 @@ class TaggingTask(EncoderTask):
         )
         C = len(self.tags)
         # Accuracy over words per stage; for val/test also per gold tag, and on words seen
-        # and unseen in training (outside the vocabulary), where taggers differ most.
+        # and unseen in training (`<unk>`, or added from pretrained vectors), where taggers
+        # differ most.
         acc = {
             f"{s}_acc": MulticlassAccuracy(C, average="micro", ignore_index=IGNORE) for s in STAGES
         }
@@ -95,7 +96,10 @@ class TaggingTask(EncoderTask):
         self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
         if stage != "train":
             self.metrics[f"{stage}_tag_acc"].update(logits, tags)
-            unseen = batch["tokens"].flatten() == self.vocab.unk_id
+            tokens = batch["tokens"].flatten()
+            unseen = tokens == self.vocab.unk_id
+            if self.vocab.added_from is not None:  # pretrained words training never saw
+                unseen |= tokens >= self.vocab.added_from
             for part, rows in (("seen", ~unseen), ("unseen", unseen)):
                 if rows.any():
                     self.metrics[f"{stage}_acc_{part}"].update(logits[rows], tags[rows])

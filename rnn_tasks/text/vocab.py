@@ -13,13 +13,19 @@ class Vocab:
         tokens: The full index list, specials included: token ``i`` gets id ``i``.
         unk: Token that unknown tokens map to; ``None`` makes unknown tokens an error.
         pad: Padding token; ``None`` for data that is never padded (a language-model stream).
+        added_from: The first id of tokens added after the vocabulary was built (`extended`:
+            words of a pretrained vectors file), which training never saw; ``None`` for none.
 
     Raises:
         ValueError: If ``tokens`` holds a duplicate, or ``unk`` / ``pad`` is not in it.
     """
 
     def __init__(
-        self, tokens: list[str], unk: str | None = "<unk>", pad: str | None = "<pad>"
+        self,
+        tokens: list[str],
+        unk: str | None = "<unk>",
+        pad: str | None = "<pad>",
+        added_from: int | None = None,
     ) -> None:
         self.itos: list[str] = list(tokens)
         self._stoi: dict[str, int] = {}
@@ -30,8 +36,11 @@ class Vocab:
         for role, special in (("unk", unk), ("pad", pad)):
             if special is not None and special not in self._stoi:
                 raise ValueError(f"{role} token {special!r} is not in the token list")
+        if added_from is not None and not 0 < added_from <= len(self.itos):
+            raise ValueError(f"added_from={added_from} is not an id of the {len(self.itos)} tokens")
         self.unk = unk
         self.pad = pad
+        self.added_from = added_from
 
     @classmethod
     def build(
@@ -75,6 +84,12 @@ class Vocab:
             words = words[: max_size - len(specials)]
         return cls([*specials, *words], unk=unk, pad=pad)
 
+    def extended(self, tokens: Iterable[str]) -> Vocab:
+        """This vocabulary with `tokens` it lacks appended in their order, marked as added
+        (`added_from`): words a model meets only through pretrained vectors."""
+        new = list(dict.fromkeys(t for t in tokens if t not in self._stoi))
+        return Vocab([*self.itos, *new], unk=self.unk, pad=self.pad, added_from=len(self))
+
     @property
     def pad_id(self) -> int | None:
         """Id of the padding token, or ``None`` without one."""
@@ -113,16 +128,29 @@ class Vocab:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Vocab):
             return NotImplemented
-        return (self.itos, self.unk, self.pad) == (other.itos, other.unk, other.pad)
+        mine, theirs = (
+            (self.itos, self.unk, self.pad, self.added_from),
+            (
+                other.itos,
+                other.unk,
+                other.pad,
+                other.added_from,
+            ),
+        )
+        return mine == theirs
 
     def __repr__(self) -> str:
-        return f"Vocab(size={len(self)}, unk={self.unk!r}, pad={self.pad!r})"
+        added = "" if self.added_from is None else f", added_from={self.added_from}"
+        return f"Vocab(size={len(self)}, unk={self.unk!r}, pad={self.pad!r}{added})"
 
     def to_dict(self) -> dict:
         """Plain python types only, so a checkpoint loads under ``weights_only=True``."""
-        return {"itos": list(self.itos), "unk": self.unk, "pad": self.pad}
+        d = {"itos": list(self.itos), "unk": self.unk, "pad": self.pad}
+        if self.added_from is not None:  # absent otherwise: older checkpoints stay equal
+            d["added_from"] = self.added_from
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Vocab:
         """Inverse of `to_dict`."""
-        return cls(list(d["itos"]), unk=d.get("unk"), pad=d.get("pad"))
+        return cls(list(d["itos"]), d.get("unk"), d.get("pad"), d.get("added_from"))
