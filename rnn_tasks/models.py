@@ -96,6 +96,9 @@ class Encoder(nn.Module):
         unk_idx: the `<unk>` id, needed when `word_dropout > 0`.
         chars: a `CharEncoder`, whose vector for each word is concatenated to its
             embedding; `forward` then needs the words' characters `chars` (B, T, L).
+        fixed_words: the last ids of the vocabulary are words training never sees (added
+            from a pretrained file, `Vocab.extended`): their vectors sit in a buffer,
+            `fixed_embedding`, that `load_pretrained` fills and no optimiser touches.
     """
 
     def __init__(
@@ -114,15 +117,22 @@ class Encoder(nn.Module):
         chars: CharEncoder | None = None,
         word_dropout: float = 0.0,
         unk_idx: int | None = None,
+        fixed_words: int = 0,
     ) -> None:
         super().__init__()
+        if not 0 <= fixed_words < vocab_size:
+            raise ValueError(f"fixed_words must be in [0, {vocab_size}), got {fixed_words}")
         if not 0.0 <= word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
         if word_dropout and unk_idx is None:
             raise ValueError("word_dropout > 0 needs unk_idx, the id words are replaced by")
         self.word_dropout, self.unk_idx, self.padding_idx = word_dropout, unk_idx, padding_idx
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
-        # (V,) bool, the pretrained rows load_pretrained keeps fixed; not saved:
+        self.embedding = nn.Embedding(
+            vocab_size - fixed_words, embedding_dim, padding_idx=padding_idx
+        )
+        fixed = torch.zeros(fixed_words, embedding_dim) if fixed_words else None
+        self.register_buffer("fixed_embedding", fixed)  # saved: a checkpoint needs no file
+        # (V,) bool, the pretrained rows load_pretrained(freeze=True) keeps fixed; not saved:
         # a checkpoint's table already holds them, and only training needs the mask.
         self.register_buffer("frozen_rows", None, persistent=False)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
@@ -143,13 +153,21 @@ class Encoder(nn.Module):
         state: State | None = None,
         chars: Tensor | None = None,
     ) -> tuple[Tensor, State]:
-        x = self.embedding(self._drop_words(tokens))  # (B, T, E)
+        x = self._embed(self._drop_words(tokens))  # (B, T, E)
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this encoder spells its words: pass chars (B, T, L)")
             spelled = self.chars(chars, real_steps(tokens, lengths))  # (B, T, 2H_c)
             x = torch.cat((x, spelled), -1)  # (B, T, E + 2H_c)
         return self.rnn(self.embedding_dropout(x), lengths, state)  # (B, T, H*K), final state
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        if self.fixed_embedding is None:
+            return self.embedding(tokens)
+        trained = self.embedding.num_embeddings
+        fixed = (tokens >= trained).unsqueeze(-1)  # (B, T, 1)
+        x = self.embedding(tokens.clamp(max=trained - 1))  # fixed words: any row, replaced
+        return torch.where(fixed, self.fixed_embedding[(tokens - trained).clamp(min=0)], x)
 
     def _drop_words(self, tokens: Tensor) -> Tensor:
         if not (self.training and self.word_dropout):
@@ -159,22 +177,31 @@ class Encoder(nn.Module):
             drop &= tokens != self.padding_idx
         return tokens.masked_fill(drop, self.unk_idx)
 
-    def load_pretrained(self, vectors: Tensor, found: Tensor, frozen: Tensor | None = None) -> None:
+    def load_pretrained(self, vectors: Tensor, found: Tensor, freeze: bool = False) -> None:
         """Copy pretrained vectors (V, E) into the rows marked `found` (V,) bool.
 
-        Rows not found keep their random init and are learned. Rows marked `frozen` (V,)
-        bool stop training (a gradient hook zeroes their gradient), and the table is then
-        kept out of weight decay (`no_decay_parameters`).
+        Rows not found keep their random init and are learned. `freeze=True` stops training
+        the found rows only (a gradient hook zeroes their gradient), so unseen words still learn.
+        The table is then kept out of weight decay (`no_decay_parameters`). The fixed words'
+        vectors (`fixed_words`) must all be found: they have no other.
         """
-        if vectors.shape != self.embedding.weight.shape:
+        table = self.embedding.weight
+        trained = table.shape[0]
+        fixed = 0 if self.fixed_embedding is None else self.fixed_embedding.shape[0]
+        if vectors.shape != (trained + fixed, table.shape[1]):
             raise ValueError(
-                f"pretrained vectors have shape {tuple(vectors.shape)}, "
-                f"the embedding table {tuple(self.embedding.weight.shape)}"
+                f"pretrained vectors have shape {tuple(vectors.shape)}, the embedding table "
+                f"({trained + fixed}, {table.shape[1]})"
             )
+        if not found[trained:].all():
+            raise ValueError("every fixed word needs its pretrained vector")
+        found = found[:trained]
         with torch.no_grad():
-            self.embedding.weight[found] = vectors[found].to(self.embedding.weight)
-        if frozen is not None and frozen.any():
-            self.frozen_rows = frozen.to(self.embedding.weight.device)
+            table[found] = vectors[:trained][found].to(table)
+            if fixed:
+                self.fixed_embedding.copy_(vectors[trained:])
+        if freeze:
+            self.frozen_rows = found.to(table.device)
             self.embedding.weight.register_hook(
                 lambda grad: grad.masked_fill(self.frozen_rows.unsqueeze(1), 0.0)
             )

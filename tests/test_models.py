@@ -156,7 +156,7 @@ def test_pretrained_rows_are_copied_and_frozen_rows_stay():
     found = torch.zeros(10, dtype=torch.bool)
     found[[2, 5]] = True
     before = enc.embedding.weight.detach().clone()
-    enc.load_pretrained(vectors, found, frozen=found)
+    enc.load_pretrained(vectors, found, freeze=True)
     torch.testing.assert_close(enc.embedding.weight[found], vectors[found])
     torch.testing.assert_close(enc.embedding.weight[~found], before[~found])
     out, _ = enc(torch.tensor([[2, 3, 5, 7]]))

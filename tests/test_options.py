@@ -217,16 +217,26 @@ def test_added_words_read_as_their_vectors_and_never_train(tmp_path):
     torch.manual_seed(0)
     rows = {"the": [1.0] * E, "zebra": [2.0] * E, "gnu": [3.0] * E}
     task = added_words_task(tmp_path, rows, optimizer="adamw", lr=0.1, weight_decay=0.5)
+    encoder = task.model.encoder
+    assert encoder.embedding.weight.shape == (4, E)  # trained: the training words only
+    plain = Tagger(4, 2, **task.hparams.model)  # the same tagger without added words
+    assert task.num_parameters == sum(p.numel() for p in plain.parameters())
     task.setup("fit")
-    table = task.model.encoder.embedding.weight
-    torch.testing.assert_close(table[4:], torch.tensor([[2.0] * E, [3.0] * E]))
+    added = torch.tensor([[2.0] * E, [3.0] * E])
+    torch.testing.assert_close(encoder.fixed_embedding, added)
+    tokens, lengths = torch.tensor([[2, 3, 4, 5]]), torch.tensor([4])
+    x = encoder.embedding(torch.tensor([2, 3]))
+    torch.testing.assert_close(encoder._embed(tokens)[0], torch.cat((x, added)))
     opt = task.configure_optimizers()["optimizer"]
-    for _ in range(3):  # "zebra" in the batch too: no gradient, and no decay, moves it
+    for _ in range(3):  # "zebra" in the batch too: nothing trains or decays it
         opt.zero_grad()
-        task.model(torch.tensor([[2, 3, 4]]), torch.tensor([3])).logsumexp(-1).sum().backward()
+        task.model(tokens, lengths).logsumexp(-1).sum().backward()
         opt.step()
-    torch.testing.assert_close(table[4:], torch.tensor([[2.0] * E, [3.0] * E]), rtol=0, atol=0)
-    assert not torch.equal(table[2], torch.ones(E))  # "the", from training, fine-tunes
+    torch.testing.assert_close(encoder.fixed_embedding, added, rtol=0, atol=0)
+    assert not torch.equal(encoder.embedding.weight[2], torch.ones(E))  # "the" fine-tunes
+    again = added_words_task(tmp_path, rows)  # a checkpoint holds the vectors: no file needed
+    again.load_state_dict(task.state_dict())
+    torch.testing.assert_close(again.model.encoder.fixed_embedding, added)
 
 
 def test_added_words_need_their_vectors(tmp_path):

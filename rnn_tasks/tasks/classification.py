@@ -88,6 +88,7 @@ class ClassificationTask(EncoderTask):
             num_chars=len(self.chars) if self.chars else 0,
             padding_idx=self.vocab.pad_id,
             unk_idx=self.vocab.unk_id,
+            fixed_words=self.vocab.num_added,
             **encoder_kwargs(model, "cls"),
         )
         weight = None

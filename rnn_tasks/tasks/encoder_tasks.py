@@ -57,8 +57,7 @@ class EncoderTask(RecurrentTask):
         spec = self.hparams.get("embeddings") or {}
         if stage != "fit" or getattr(self, "_vectors_loaded", False):
             return
-        added = self.vocab.added_from  # words of data.pretrained_words, never in training
-        num_added = 0 if added is None else len(self.vocab) - added
+        added, num_added = self.vocab.added_from, self.vocab.num_added  # data.pretrained_words
         if not spec.get("path"):
             if num_added:
                 raise ValueError(
@@ -85,9 +84,7 @@ class EncoderTask(RecurrentTask):
                 f"data.pretrained_words have no vector in {spec['path']}: give "
                 "task.embeddings.path the file the words came from"
             )
-        frozen = found.clone() if spec.get("freeze", False) else torch.zeros_like(found)
-        frozen[len(self.vocab) - num_added :] = True  # added words: kept as read, never decayed
-        self.model.encoder.load_pretrained(vectors, found, frozen)
+        self.model.encoder.load_pretrained(vectors, found, freeze=spec.get("freeze", False))
         self._vectors_loaded = True
         share = float(found.float().mean())
         found_words = f"{int(found.sum())}/{len(found)} words ({share:.1%}"

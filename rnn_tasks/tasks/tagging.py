@@ -67,6 +67,7 @@ class TaggingTask(EncoderTask):
             num_chars=len(self.chars) if self.chars else 0,
             padding_idx=self.vocab.pad_id,
             unk_idx=self.vocab.unk_id,
+            fixed_words=self.vocab.num_added,
             **encoder_kwargs(model, "pos"),
         )
         C = len(self.tags)

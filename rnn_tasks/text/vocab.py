@@ -91,6 +91,11 @@ class Vocab:
         return Vocab([*self.itos, *new], unk=self.unk, pad=self.pad, added_from=len(self))
 
     @property
+    def num_added(self) -> int:
+        """How many tokens `extended` added (0 for a built vocabulary)."""
+        return 0 if self.added_from is None else len(self) - self.added_from
+
+    @property
     def pad_id(self) -> int | None:
         """Id of the padding token, or ``None`` without one."""
         return None if self.pad is None else self._stoi[self.pad]
