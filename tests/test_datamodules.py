@@ -125,28 +125,32 @@ def test_tagging_metadata_adopt_and_test_file(ud_dir, tmp_path_factory):
 @pytest.mark.parametrize("module", ["tagging", "classification"])
 def test_pretrained_words_join_the_vocabulary_after_the_training_words(ud_dir, tmp_path, module):
     glove = tmp_path / "glove.txt"
-    glove.write_text("".join(f"{w} 0.5 0.5\n" for w in ("the", "cats", "sleep", "zebra")))
-    if module == "tagging":
-        dm = TaggingDataModule(path=str(ud_dir), lowercase=True, pretrained_words=str(glove),
-                               pretrained_words_limit=3)  # fmt: skip
-    else:
+    words = ("the", "cats", "1990s", "sleep", "zebra")
+    glove.write_text("".join(f"{w} 0.5 0.5\n" for w in words))
+    if module == "tagging":  # case kept in the lookup, digits folded
+        dm = TaggingDataModule(path=str(ud_dir), zero_digits=True, pretrained_words=str(glove),
+                               pretrained_words_limit=4)  # fmt: skip
+        added = ["cats", "sleep"]  # not "1990s": its key 0000s has no line in the file
+    else:  # lowercase lookup (the default), digits kept
         spam = tmp_path / "sms.txt"
         spam.write_text("".join(f"{y}\tthe dog\n" for y in ["ham", "spam"] * 30))
         dm = ClassificationDataModule(path=str(spam), group_duplicates=False,
                                       pretrained_words=str(glove),
-                                      pretrained_words_limit=3)  # fmt: skip
+                                      pretrained_words_limit=4)  # fmt: skip
+        added = ["cats", "1990s", "sleep"]
     dm.setup()
     trained = dm.vocab.itos[: dm.vocab.added_from]  # the training words, as without the file
     assert trained[:2] == ["<pad>", "<unk>"] and "the" in trained and "cats" not in trained
-    assert dm.vocab.itos[dm.vocab.added_from :] == ["cats", "sleep"]  # limit 3: no "zebra"
+    assert dm.vocab.itos[dm.vocab.added_from :] == added  # limit 4: no "zebra"
     again = type(dm)(path=str(tmp_path / "gone"))
     again.adopt(dm.metadata())
     assert again.vocab == dm.vocab
     if module == "tagging":  # the test sentence "Cats sleep", unseen in training
         batch = next(iter(dm.test_dataloader()))
-        assert dm.vocab.decode(batch["tokens"][0]) == ["cats", "sleep"]
-    with pytest.raises(ValueError, match="pretrained_words_limit must be >= 1, got 0"):
-        type(dm)(pretrained_words=str(glove), pretrained_words_limit=0)
+        assert dm.vocab.decode(batch["tokens"][0]) == ["cats", "sleep"]  # Cats: its lowercase
+    for limit in (0, None, 1e3):
+        with pytest.raises(ValueError, match="pretrained_words_limit must be a whole number"):
+            type(dm)(pretrained_words=str(glove), pretrained_words_limit=limit)
 
 
 def test_bad_choice_lists_options():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnn_tasks.data.readers import read_conllu
-from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize, tokenize_ud
+from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize, tokenize_ud, word_ids
 
 EWT_DEV = (
     Path(__file__).parents[1] / ".." / "shared" / "data" / "ud_en_ewt" / "en_ewt-ud-dev.conllu"
@@ -76,6 +76,16 @@ def test_extended_appends_the_missing_tokens_in_order_and_marks_them_added(tmp_p
     assert back == w and back != Vocab(w.itos) and "added_from=4" in repr(back)
     with pytest.raises(ValueError, match="added_from=7 is not an id of the 6 tokens"):
         Vocab(w.itos, added_from=7)
+
+
+def test_word_ids_try_the_lowercase_among_added_words_only():
+    built = Vocab(["<pad>", "<unk>", "the", "Rome"])
+    extended = built.extended(["paris", "rome"])
+    words = ["Paris", "The", "the", "Rome", "ROME"]
+    assert word_ids(words, built, lowercase=False, zero_digits=False) == [1, 1, 2, 3, 1]
+    # Paris -> paris (added); The stays unknown: "the" was trained, not added; Rome is known
+    assert word_ids(words, extended, lowercase=False, zero_digits=False) == [4, 1, 2, 3, 5]
+    assert word_ids(["Paris"], extended, lowercase=True, zero_digits=False) == [4]
 
 
 def test_round_trip_through_dict_and_weights_only_torch_load(tmp_path):

@@ -3,7 +3,7 @@ vocabulary by a normalised key, and spelled, as written, in a character vocabula
 
 from __future__ import annotations
 
-from ..text import Vocab, lookup_keys, spell
+from ..text import Vocab, lookup_keys, spell, word_ids
 from ..text.embeddings import read_words
 from .base import TextDataModule
 
@@ -16,7 +16,10 @@ class WordsDataModule(TextDataModule):
     ``pretrained_words`` (a GloVe / word2vec text file) appends the keys of its first
     ``pretrained_words_limit`` words the training words lack to the word vocabulary
     (`Vocab.extended`; Lample et al. 2016): a word unseen in training then reads as its
-    pretrained vector (``task.embeddings.path``, the same file) instead of ``<unk>``.
+    pretrained vector (``task.embeddings.path``, the same file) instead of ``<unk>``; without
+    ``lowercase``, a word also finds its lowercase among them (`word_ids`). A file word
+    that is not its own key (with ``zero_digits``, "1990s") is left out; ``max_vocab_size``
+    caps the training words only.
 
     Subclasses build both vocabularies with `_fit_words` and take them from a checkpoint
     with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``.
@@ -32,8 +35,9 @@ class WordsDataModule(TextDataModule):
     ) -> None:
         """``base_args``: `TextDataModule`'s arguments, in its order."""
         super().__init__(*base_args)
-        if pretrained_words is not None and pretrained_words_limit < 1:
-            raise ValueError(f"pretrained_words_limit must be >= 1, got {pretrained_words_limit}")
+        limit = pretrained_words_limit
+        if pretrained_words is not None and (type(limit) is not int or limit < 1):
+            raise ValueError(f"pretrained_words_limit must be a whole number >= 1, got {limit!r}")
         self.lowercase = lowercase
         self.zero_digits = zero_digits
         self.pretrained_words = pretrained_words
@@ -52,7 +56,8 @@ class WordsDataModule(TextDataModule):
         )
         if self.pretrained_words is not None:
             words = read_words(self.pretrained_words, self.pretrained_words_limit)
-            self.vocab = self.vocab.extended(self._keys(words))
+            # only a word that is its own key: the vectors file has a line for that key
+            self.vocab = self.vocab.extended(w for w in words if self._keys([w]) == [w])
         self.chars = Vocab.build(list(w) for words in train for w in words)
 
     def _adopt_words(self, metadata: dict, specials: tuple[str, ...] = ("pad",)) -> None:
@@ -71,7 +76,8 @@ class WordsDataModule(TextDataModule):
 
     def _encode_words(self, words: list[str]) -> dict:
         """Word ids and character ids of one example's words."""
-        return {"ids": self.vocab.encode(self._keys(words)), "chars": spell(words, self.chars)}
+        ids = word_ids(words, self.vocab, self.lowercase, self.zero_digits)
+        return {"ids": ids, "chars": spell(words, self.chars)}
 
     def _words_metadata(self) -> dict:
         return {"vocab": self.vocab.to_dict(), "chars": self.chars.to_dict()}

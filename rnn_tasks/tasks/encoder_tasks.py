@@ -8,7 +8,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from ..models import CharEncoder
-from ..text import Vocab, lookup_keys, pad_chars, spell
+from ..text import Vocab, pad_chars, spell, word_ids
 from .base import RecurrentTask
 from .pretrained import pretrained_vectors
 
@@ -49,8 +49,9 @@ class EncoderTask(RecurrentTask):
     def _logits(self, words: list[str]) -> Tensor:
         """The model's output for one text given as words (no batch dimension)."""
         self.eval()
-        keys = lookup_keys(words, self.hparams.lowercase, self.hparams.zero_digits)
-        ids = torch.tensor([self.vocab.encode(keys)], device=self.device)
+        hp = self.hparams
+        ids = word_ids(words, self.vocab, hp.lowercase, hp.zero_digits)
+        ids = torch.tensor([ids], device=self.device)
         return self.model(ids, chars=self.spell([words]))[0]
 
     def setup(self, stage: str) -> None:

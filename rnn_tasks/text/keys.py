@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from .vocab import Vocab
+
 _DIGIT = re.compile(r"\d")
 
 
@@ -22,3 +24,20 @@ def lookup_keys(words: list[str], lowercase: bool = False, zero_digits: bool = F
     if zero_digits:
         words = [_DIGIT.sub("0", w) for w in words]
     return list(words)
+
+
+def word_ids(words: list[str], vocab: Vocab, lowercase: bool, zero_digits: bool) -> list[int]:
+    """The ids of `words` in `vocab` by their `lookup_keys`.
+
+    In a vocabulary extended with pretrained words (`Vocab.extended`), a key it lacks is
+    also tried lowercased among those words, since files such as GloVe are lowercase:
+    an unseen "Paris" reads as GloVe's "paris" rather than `<unk>` (Lample et al. 2016).
+    """
+    keys = lookup_keys(words, lowercase, zero_digits)
+    if vocab.added_from is not None and not lowercase:
+        keys = [k if k in vocab or not _is_added(k.lower(), vocab) else k.lower() for k in keys]
+    return vocab.encode(keys)
+
+
+def _is_added(key: str, vocab: Vocab) -> bool:
+    return key in vocab and vocab.index(key) >= vocab.added_from
