@@ -86,7 +86,7 @@ def svm_on_split(
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/sms_spam"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, *range(1, 10)])
     parser.add_argument("--out", default=str(ROOT / "results" / "sms_spam_svm.json"))
     split_config = OmegaConf.load(DATA_CONFIG)
     parser.add_argument(

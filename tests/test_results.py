@@ -32,6 +32,7 @@ HEADLINES = {
     "ptb_lstm_medium": {"test/ppl": one_decimal},
     "ud_pos": {"test/acc": percent},
     "ud_pos_glove": {"test/acc": percent},
+    "ud_pos_glove_words": {"test/acc": percent},
     "sms_spam": {"test/acc": percent, "test/f1": three_decimals},
     "sms_spam_ensemble": {"test/acc": percent, "test/f1": three_decimals},
 }
