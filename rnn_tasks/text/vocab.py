@@ -133,16 +133,7 @@ class Vocab:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Vocab):
             return NotImplemented
-        mine, theirs = (
-            (self.itos, self.unk, self.pad, self.added_from),
-            (
-                other.itos,
-                other.unk,
-                other.pad,
-                other.added_from,
-            ),
-        )
-        return mine == theirs
+        return self.to_dict() == other.to_dict()  # tokens, specials and added_from
 
     def __repr__(self) -> str:
         added = "" if self.added_from is None else f", added_from={self.added_from}"
