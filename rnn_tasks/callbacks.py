@@ -39,10 +39,21 @@ class EpochProfile(L.Callback):
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
 
+    # The history travels in checkpoints, so a resumed run's figures cover the whole run.
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["epoch_profile"] = self.history
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:  # not when a checkpoint is tested
+            self.history = list(checkpoint.get("epoch_profile", []))
+
     def _now(self, trainer: L.Trainer) -> float:
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()  # GPU work is asynchronous: wait to time it
         return time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts there
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.tokens = 0

@@ -7,8 +7,11 @@ DataModule reports them after `setup()` and they are passed to the task here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import os
 import platform
 import subprocess
 import time
@@ -21,6 +24,16 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
+from .guards import (
+    FiniteGuard,
+    RunInterrupted,
+    RunLock,
+    RunStopped,
+    SafeCheckpointIO,
+    SignalStop,
+    check_writable,
+)
+from .resume import ExactResume, LastCheckpoint, carried_metrics, prepend_metrics
 from .runtime import set_up_process
 from .settings import changes, fixed_data_changes
 from .tasks.loading import read_checkpoint
@@ -131,18 +144,31 @@ def build_task(cfg: DictConfig, datamodule):
     return partial(**datamodule.metadata(), data=data)
 
 
-def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+def build_trainer(cfg: DictConfig, output_dir: Path, started: float) -> L.Trainer:
     checkpoints = output_dir / "checkpoints"
+    last = LastCheckpoint(
+        checkpoints / "last.ckpt", cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes
+    )
     callbacks = [
         EpochProfile(),
+        ExactResume(started),  # before the callbacks that save mid-epoch: it counts batches
+        FiniteGuard(cfg.monitor),
+        last,
+        SignalStop(last.save_now, last.path),
         # best.ckpt by `monitor` (first: it is `trainer.checkpoint_callback`), and last.ckpt
         # at every epoch's end, to resume from. last.ckpt has a callback of its own because
         # Lightning 2.6 writes `save_last=True`'s file only in a step that saves a top-k
-        # checkpoint too, which made last.ckpt a copy of the best epoch.
+        # checkpoint too, which made last.ckpt a copy of the best epoch. It is written once
+        # the epoch has ended, validation and the epoch's own logs included.
         RunCheckpoint(
             dirpath=checkpoints, filename="best", monitor=cfg.monitor, mode=cfg.monitor_mode
         ),
-        RunCheckpoint(dirpath=checkpoints, filename="last", enable_version_counter=False),
+        RunCheckpoint(
+            dirpath=checkpoints,
+            filename="last",
+            enable_version_counter=False,
+            save_on_train_epoch_end=True,
+        ),
     ]
     if cfg.get("ema_decay"):
         callbacks.append(WeightAverage(cfg.ema_decay))
@@ -155,27 +181,55 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
     return L.Trainer(
-        **trainer_args, callbacks=callbacks, logger=logger, default_root_dir=output_dir
+        **trainer_args,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=output_dir,
+        plugins=[SafeCheckpointIO()],
     )
+
+
+def callback(trainer: L.Trainer, kind: type):
+    return next(c for c in trainer.callbacks if isinstance(c, kind))
+
+
+def check_checkpoints_beside(ckpt_path: str | Path) -> None:
+    """Raises, before training, if a checkpoint a resume would use (the one given, or the
+    best one beside it, which the run tests at its end) is not a plain rnn-tasks
+    checkpoint: every one is read with `weights_only=True`."""
+    for path in sorted(Path(ckpt_path).parent.glob("*.ckpt")):
+        read_checkpoint(path)
 
 
 def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     """Train, keep the best and the last checkpoint, test the best one, write metrics.json.
 
     Returns the final metrics (validation of the last epoch and test of the best model).
-    `cfg.ckpt_path` resumes an interrupted run from that checkpoint. With `cfg.results`
-    set, the summary (metrics, `command`, wall time, parameters, git revision) is also
-    written to that file: the `results/*.json` the README's tables are built from.
+    `cfg.ckpt_path` resumes an interrupted run from that checkpoint, exactly: it ends as
+    the run that was not interrupted would have. With `cfg.results` set, the summary
+    (metrics, `command`, wall time, parameters, git revision) is also written to that
+    file: the `results/*.json` the README's tables are built from.
+
+    Raises:
+        RunStopped: the run stopped early (a signal, a non-finite loss, a failed write);
+            metrics.json says so, and the message says what to do.
     """
     start = time.perf_counter()
     revision = git_revision()  # the code this run started from, not HEAD when it ends
     set_up_process(cfg.threads, cfg.flush_denormal)
     output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
+    first_process = int(os.environ.get("LOCAL_RANK", 0)) == 0  # DDP's others share its folder
+    with RunLock(output_dir, command) if first_process else contextlib.nullcontext():
+        return _train(cfg, command, start, revision, output_dir)
+
+
+def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     metadata = checkpoint = None
     if cfg.ckpt_path:  # read once here; trainer.fit reads it again for the weights
         checkpoint = read_checkpoint(cfg.ckpt_path)
+        check_checkpoints_beside(cfg.ckpt_path)
         hparams = checkpoint["hyper_parameters"]
         check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
         metadata = data_metadata(hparams)
@@ -187,34 +241,65 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
         model = OmegaConf.to_container(cfg.task.model, resolve=True)
         check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
         del checkpoint  # its tensors: Lightning loads the file again for the weights
-    trainer = build_trainer(cfg, output_dir)
+    trainer = build_trainer(cfg, output_dir, start)
+    if cfg.ckpt_path:
+        prepend_metrics(trainer.logger, carried_metrics(cfg.ckpt_path))
+    stop, clock = callback(trainer, SignalStop), callback(trainer, ExactResume)
+    stop.install()  # from here on, a signal stops the run cleanly
     log.info("%s: %s parameters", type(task).__name__, f"{task.num_parameters:,}")
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    fit_seconds = time.perf_counter() - start
-    if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        tested = trainer.test(task, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update({k: float(v) for k, v in tested[0].items()})
-    profile = next(c for c in trainer.callbacks if isinstance(c, EpochProfile)).history
-    summary = {
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        if stop.received is not None:  # during the last epoch's validation
+            raise RunInterrupted(stop.received, stop.last)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        fit_seconds = clock.seconds
+        if cfg.test:
+            best = trainer.checkpoint_callback.best_model_path
+            tested = trainer.test(
+                task, datamodule=datamodule, ckpt_path=best or None, weights_only=True
+            )
+            metrics.update({k: float(v) for k, v in tested[0].items()})
+    except RunStopped as stopped:
+        summary = run_summary(cfg, command, trainer, task, revision, clock.seconds, start)
+        write_summary({**summary, "status": status_of(stopped), "stopped": str(stopped)},
+                      output_dir, None)  # fmt: skip
+        raise
+    finally:
+        stop.uninstall()
+    summary = run_summary(cfg, command, trainer, task, revision, fit_seconds, start)
+    summary["metrics"] = metrics
+    write_summary({**summary, "status": "finished"}, output_dir, results_file(cfg))
+    return metrics
+
+
+def status_of(stopped: RunStopped) -> str:
+    return "interrupted" if isinstance(stopped, RunInterrupted) else "failed"
+
+
+def run_summary(cfg, command, trainer, task, revision, fit_seconds, start) -> dict:
+    """What metrics.json says of a run, finished or not."""
+    profile = callback(trainer, EpochProfile).history
+    return {
         "command": command,
         "task": task.task_name,
-        "metrics": metrics,
+        "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         "perf": {k: sum(p[k] for p in profile) / len(profile) for k in profile[0]}
         if profile
         else {},
         "parameters": task.num_parameters,
         "train_seconds": round(fit_seconds, 1),
-        "total_seconds": round(time.perf_counter() - start, 1),
+        "total_seconds": round(clock_total(trainer, start), 1),
         "epochs": trainer.current_epoch,
         "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
         "git_revision": revision,
         "device": describe_device(trainer),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    write_summary(summary, output_dir, results_file(cfg))
-    return metrics
+
+
+def clock_total(trainer: L.Trainer, start: float) -> float:
+    """The run's whole time, a resumed run's time before the resume included."""
+    return callback(trainer, ExactResume).seconds_before + time.perf_counter() - start
 
 
 def results_file(cfg: DictConfig) -> str | None:
@@ -239,9 +324,22 @@ def partial_data(trainer: DictConfig) -> str | None:
     return None
 
 
+def strict_json(value):
+    """`value` with every NaN and infinity as None: JSON has no such numbers, and strict
+    parsers reject the `NaN` that `json.dumps` writes by default."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_summary(summary: dict, output_dir: Path, results: str | None) -> None:
-    """The run's summary as `output_dir/metrics.json`, and as `results` when given."""
-    text = json.dumps(summary, indent=2) + "\n"
+    """The run's summary as `output_dir/metrics.json`, and as `results` when given, in
+    strict JSON."""
+    text = json.dumps(strict_json(summary), indent=2, allow_nan=False) + "\n"
     (output_dir / "metrics.json").write_text(text)
     log.info("metrics written to %s", output_dir / "metrics.json")
     if results:

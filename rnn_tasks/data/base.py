@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..text import Vocab
 from .errors import DataFormatError
+from .order import TrainOrder
 from .sources import SPLITS
 
 # Splits each Lightning stage needs.
@@ -83,6 +84,8 @@ class TextDataModule(L.LightningDataModule):
         self._records: dict[str, list] = {}
         self._datasets: dict[str, list | Tensor] = {}  # encoded examples, or an LM stream
         self._adopted = False
+        self._train_order: TrainOrder | None = None
+        self._train_order_to_resume: dict | None = None
 
     # --- what each task defines ------------------------------------------------------------
 
@@ -177,13 +180,36 @@ class TextDataModule(L.LightningDataModule):
             raise RuntimeError(f"no {split} split prepared: call setup() first")
         return self._datasets[split]
 
+    def _order(self, size: int, generator: torch.Generator | None) -> TrainOrder:
+        """The training loader's order, where a resumed run left it (`resume_train_order`)."""
+        self._train_order = TrainOrder(size, generator)
+        if self._train_order_to_resume is not None:
+            self._train_order.resume(self._train_order_to_resume)
+            self._train_order_to_resume = None
+        return self._train_order
+
+    def train_order_state(self, batches_done: int) -> dict:
+        """Where the training order stands after `batches_done` batches of this epoch (0
+        at an epoch's end), for a checkpoint: see `resume_train_order`."""
+        if self._train_order is None:
+            raise RuntimeError("no training loader made yet")
+        return self._train_order.state(batches_done * self._examples_per_batch())
+
+    def resume_train_order(self, state: dict) -> None:
+        """The next training loader continues the order `train_order_state` saved."""
+        self._train_order_to_resume = state
+
+    def _examples_per_batch(self) -> int:
+        return self.batch_size
+
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
+        dataset = self._dataset(split)
         generator = torch.Generator().manual_seed(self.seed) if train else None
         return DataLoader(
-            self._dataset(split),
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=self._order(len(dataset), generator) if train else None,
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -114,6 +114,9 @@ class LMDataModule(TextDataModule):
         """The whole 1-D token stream of ``split`` (``<eos>`` after every line)."""
         return self._dataset(split)
 
+    def _examples_per_batch(self) -> int:
+        return 1  # a dataset item is a whole window of B rows
+
     def _loader(self, split: str) -> DataLoader:
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         stream = self.tokens(split)
@@ -126,11 +129,12 @@ class LMDataModule(TextDataModule):
             )
         windows = BPTTWindows(stream, batch_size, self.bptt)
         # batch_size=None: each dataset item is already a whole batch; its length is known
-        # to Lightning's progress bar, unlike an IterableDataset's.
+        # to Lightning's progress bar, unlike an IterableDataset's. Windows are read in the
+        # text's order (no generator); a resumed run starts at the window it had reached.
         return DataLoader(
             windows,
             batch_size=None,
-            shuffle=False,
+            sampler=self._order(len(windows), None) if split == "train" else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 import lightning as L
 import torch
+from torchmetrics import Metric
 
 from .. import __version__
 from ..models import Encoder
@@ -83,6 +84,29 @@ class RecurrentTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Lets `load_task(path)` pick the right class without the run's config.
         checkpoint["rnn_tasks"] = {"task": self.task_name, "version": __version__}
+
+    def _train_metrics(self) -> dict[str, Metric]:
+        return {
+            name: m
+            for name, m in self.named_modules()
+            if isinstance(m, Metric) and any(p.startswith("train") for p in name.split("."))
+        }
+
+    def train_epoch_state(self) -> dict:
+        """What the training epoch so far has accumulated (its metrics' sums), for a
+        checkpoint written mid-epoch: `load_train_epoch_state` continues from it."""
+        return {
+            name: {**m.metric_state, "_update_count": m._update_count}
+            for name, m in self._train_metrics().items()
+        }
+
+    def load_train_epoch_state(self, state: dict) -> None:
+        for name, metric in self._train_metrics().items():
+            saved = dict(state[name])
+            metric._update_count = saved.pop("_update_count")
+            metric._computed = None
+            for key, value in saved.items():
+                setattr(metric, key, value.to(self.device) if torch.is_tensor(value) else value)
 
     @property
     def num_parameters(self) -> int:

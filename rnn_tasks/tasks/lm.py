@@ -35,6 +35,12 @@ def _detach(state):
     return state.detach()
 
 
+def _to_device(state, device):
+    if isinstance(state, (tuple, list)):
+        return tuple(_to_device(s, device) for s in state)
+    return None if state is None else state.to(device)
+
+
 def build_language_model(vocab_size: int, start_id: int, model: dict) -> nn.Module:
     """`model["type"]` "rnn" (default) builds `LanguageModel`, "ffnn" `FeedForwardLM`."""
     kwargs = dict(model)
@@ -138,6 +144,16 @@ class LanguageModelTask(RecurrentTask):
                 self.hparams.optimizer,
                 self.hparams.lr,
             )
+
+    def train_epoch_state(self) -> dict:
+        # The state carried out of the last window starts the next one.
+        return {**super().train_epoch_state(), "carried": self._states.get("train")}
+
+    def load_train_epoch_state(self, state: dict) -> None:
+        state = dict(state)
+        carried = state.pop("carried")
+        super().load_train_epoch_state(state)
+        self._states["train"] = _to_device(carried, self.device)
 
     def on_train_epoch_start(self) -> None:
         self._start("train")
