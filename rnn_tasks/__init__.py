@@ -1,12 +1,14 @@
 """rnn-tasks: hand-written recurrent networks for language modelling, tagging and classification.
 
 `rnn_tasks.nn` and `rnn_tasks.models` need torch alone, so `from rnn_tasks import RNN,
-Tagger` in a notebook never imports lightning. The Lightning tasks are imported on first
-use: `from rnn_tasks import TaggingTask, load_task`.
+Tagger` in a notebook never imports lightning; nor does `rnn_tasks.load_model(folder)`, which
+reads an export (`scripts/export.py`) with torch and safetensors alone. The Lightning tasks
+are imported on first use: `from rnn_tasks import TaggingTask, load_task`.
 """
 
 from importlib import import_module
 
+from .export import load_model
 from .models import Classifier, Encoder, FeedForwardLM, LanguageModel, Tagger
 from .nn import RNN, ElmanCell, GRUCell, LSTMCell
 
@@ -36,5 +38,6 @@ __all__ = [
     "FeedForwardLM",
     "Tagger",
     "Classifier",
+    "load_model",
     *_LAZY,
 ]

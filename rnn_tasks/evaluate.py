@@ -67,7 +67,11 @@ def load_checkpoints(paths: list[str]) -> RecurrentTask:
 def run_split(
     task: RecurrentTask, datamodule, split: str, accelerator: str = "cpu", verbose: bool = False
 ) -> dict[str, float]:
-    """`task`'s metrics on `split` ("test" or "validation"): no logger, no checkpoints."""
+    """`task`'s metrics on `split` ("test" or "validation"): no logger, no checkpoints.
+
+    Raises:
+        ValueError: if the split (or the `test_file` that replaces it) holds no examples.
+    """
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -77,4 +81,8 @@ def run_split(
     )
     run = trainer.test if split == "test" else trainer.validate
     results = run(task, datamodule=datamodule, verbose=verbose)
+    if not results or not results[0]:  # Lightning runs no batch and returns []
+        test_file = getattr(datamodule, "test_file", None)
+        where = test_file if split == "test" and test_file is not None else f"the {split} split"
+        raise ValueError(f"{where} holds no examples")
     return {k: float(v) for k, v in results[0].items()}

@@ -7,7 +7,8 @@ The prompt is read once and its state carried forward; each new word costs one `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 from numbers import Integral, Real
 
 import torch
@@ -16,8 +17,15 @@ from torch import Tensor, nn
 
 def check_sampling(temperature: float, top_k: int | None) -> None:
     """Raises a ValueError naming a sampling setting of the wrong type or range."""
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, Real)
+        or not math.isfinite(temperature)  # nan ended in torch.multinomial's error
+        or temperature < 0
+    ):
+        raise ValueError(
+            f"temperature must be a finite number >= 0 (0: greedy), got {temperature!r}"
+        )
     if top_k is not None and (
         isinstance(top_k, bool) or not isinstance(top_k, Integral) or top_k < 1
     ):
@@ -59,7 +67,6 @@ def next_word_probs(model: nn.Module, context: Sequence[int]) -> Tensor:
     return torch.softmax(logits[0, -1].float(), dim=-1)
 
 
-@torch.no_grad()
 def generate(
     model: nn.Module,
     prompt: Sequence[int],
@@ -73,7 +80,23 @@ def generate(
 
     Each next word is drawn from the model's softmax and fed back in, until `eos_id` is
     drawn (not included in the result) or `max_new_tokens` words were made.
-    Returns the new ids only.
+    Returns the new ids only; `iter_generate` yields them one at a time.
+    """
+    return list(iter_generate(model, prompt, max_new_tokens, eos_id, temperature, top_k, generator))
+
+
+def iter_generate(
+    model: nn.Module,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """`generate`, yielding each new id as soon as it is drawn (to print words as they come).
+
+    The arguments are checked when this is called, not at the first `next()`.
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, Integral):
         raise ValueError(f"max_new_tokens must be a whole number, got {max_new_tokens!r}")
@@ -82,14 +105,18 @@ def generate(
     check_sampling(temperature, top_k)  # before the loop, which may not sample at all
     if len(prompt) == 0:
         raise ValueError("prompt must hold at least one id (the sentence-start marker)")
+    return _generate(model, list(prompt), max_new_tokens, eos_id, temperature, top_k, generator)
+
+
+@torch.no_grad()
+def _generate(model, prompt, max_new_tokens, eos_id, temperature, top_k, generator):
+    # no_grad on a generator function covers each resumption, not only the first call
     device = next(model.parameters()).device
-    logits, state = model(torch.tensor([list(prompt)], device=device))
+    logits, state = model(torch.tensor([prompt], device=device))
     logits = logits[:, -1]  # (1, V)
-    new: list[int] = []
     for _ in range(max_new_tokens):
         ids = _sample(logits, temperature, top_k, generator)  # (1,), checked above
         if eos_id is not None and int(ids) == eos_id:
-            break
-        new.append(int(ids))
+            return
+        yield int(ids)
         logits, state = model.step(ids, state)
-    return new

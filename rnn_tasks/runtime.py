@@ -4,8 +4,13 @@ handler for log lines, and text settings read as typed."""
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
+
+from .errors import ConfigError
 
 
 def set_up_process(threads: int | None = None, flush_denormal: bool | None = None) -> None:
@@ -29,17 +34,66 @@ def one_console_handler() -> None:
 
 
 def text_setting(cfg, key: str) -> str:
-    """`cfg[key]` as it was typed on the command line: Hydra reads a bare `text=2020` as a
-    number (and `true`, `null` as a bool and None), which a text to tag, classify or
-    continue must not become; `text=null` is the text "null"."""
-    value = cfg[key]
-    if isinstance(value, str):
-        return value
-    from hydra.core.hydra_config import HydraConfig
+    """`cfg[key]` as it was typed on the command line, taken literally.
 
-    if HydraConfig.initialized():  # a composed config has no command line to read
-        for override in HydraConfig.get().overrides.task:
-            name, _, typed = override.partition("=")
-            if name.lstrip("+~") == key:
-                return typed
+    Hydra reads a bare `text=2020` as a number (and `true`, `null` as a bool and None), and
+    OmegaConf reads `${...}` as an interpolation: `text="pay ${amount} now"` failed and
+    `text=${oc.env:HOME}` classified the value of $HOME. A text to tag, classify or continue
+    is neither: it is the override's value, quotes and escapes removed; `text=null` is the
+    text "null". Without an override (a YAML default, a composed config), the value as
+    written in the config, unresolved.
+    """
+    typed = typed_override(key)
+    if typed is not None:
+        return typed
+    value = OmegaConf.to_container(cfg, resolve=False).get(key)  # no interpolation
     return "" if value is None else str(value)
+
+
+def typed_override(key: str) -> str | None:
+    """The value of the last command-line override of `key` as a user typed it, or None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():  # a composed config may have no command line
+        return None
+    parser = OverridesParser.create()
+    typed = None
+    # Iterating the ListConfig itself would resolve an override `text=${x}` as `${x}`.
+    for line in OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False):
+        override = parser.parse_override(line)
+        if override.key_or_group != key or override.is_delete():
+            continue
+        value = override.value()
+        # A str has its quotes and escapes removed (and `${...}` kept as text); anything
+        # else (2020, true, null, [a, b]) is the text after `=` as typed.
+        typed = value if isinstance(value, str) else line.partition("=")[2].strip()
+    return typed
+
+
+def text_input(cfg, key: str, file_key: str) -> str:
+    """The text of `key` (taken literally, see `text_setting`) or of the file `file_key`
+    names (`-`: standard input), without its final line break.
+
+    Raises:
+        ConfigError: if both or neither are given.
+        FileNotFoundError, ValueError: if the file cannot be read as UTF-8 text.
+    """
+    path = cfg.get(file_key)
+    written = OmegaConf.to_container(cfg, resolve=False).get(key)  # "???": not given
+    given = typed_override(key) is not None or written not in (None, "", "???")
+    if path is None:
+        if OmegaConf.is_missing(cfg, key):
+            raise ConfigError(f"give {key}=... or {file_key}=PATH ({file_key}=- reads stdin)")
+        return text_setting(cfg, key)
+    if given:
+        raise ConfigError(f"give {key} or {file_key}, not both ({file_key}={path})")
+    try:
+        if path == "-":
+            text = sys.stdin.buffer.read().decode("utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        source = "standard input" if path == "-" else path
+        raise ValueError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    return text.removesuffix("\n").removesuffix("\r")

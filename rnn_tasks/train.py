@@ -24,6 +24,8 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
+from .config_checks import validate_train_config
+from .figures import write_figures
 from .guards import (
     FiniteGuard,
     RunInterrupted,
@@ -33,6 +35,7 @@ from .guards import (
     SignalStop,
     check_writable,
 )
+from .loggers import check_logger_available
 from .resume import ExactResume, LastCheckpoint, carried_metrics, prepend_metrics
 from .runtime import set_up_process
 from .settings import changes, fixed_data_changes
@@ -145,6 +148,7 @@ def build_task(cfg: DictConfig, datamodule):
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path, started: float) -> L.Trainer:
+    check_logger_available(cfg)
     checkpoints = output_dir / "checkpoints"
     last = LastCheckpoint(
         checkpoints / "last.ckpt", cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes
@@ -215,6 +219,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
             metrics.json says so, and the message says what to do.
     """
     start = time.perf_counter()
+    validate_train_config(cfg)  # before the data is read and the model built
     revision = git_revision()  # the code this run started from, not HEAD when it ends
     set_up_process(cfg.threads, cfg.flush_denormal)
     output_dir = Path(cfg.output_dir)
@@ -269,6 +274,8 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
     summary = run_summary(cfg, command, trainer, task, revision, fit_seconds, start)
     summary["metrics"] = metrics
     write_summary({**summary, "status": "finished"}, output_dir, results_file(cfg))
+    if trainer.is_global_zero:  # from metrics.csv; a failure to draw only warns
+        write_figures(output_dir, task, datamodule, tested=cfg.test)
     return metrics
 
 

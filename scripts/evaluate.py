@@ -2,6 +2,7 @@
 
 `python scripts/evaluate.py ckpt_path=... [split=validation] [data.test_file=PATH] [data.path=DIR]`;
 `ckpt_path=[a.ckpt,b.ckpt]` evaluates an ensemble: the average of their probabilities.
+A user's mistake ends in one `error:` line and exit code 2 (rnn_tasks/cli.py).
 """
 
 import hydra
@@ -12,9 +13,14 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     import json
 
-    from rnn_tasks.evaluate import evaluate
+    from rnn_tasks.cli import user_errors
+    from rnn_tasks.config_checks import validate_tool_config
 
-    print(json.dumps(evaluate(cfg), indent=2))
+    with user_errors(cfg):
+        validate_tool_config(cfg)
+        from rnn_tasks.evaluate import evaluate  # Lightning: seconds, after the check above
+
+        print(json.dumps(evaluate(cfg), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,14 @@
-"""Use a checkpoint on one text: POS tags per word, the class and its probability, or the
-LM's top-k next words. `python scripts/predict.py ckpt_path=... text="thanks for all the"`
+"""Use a checkpoint on a text or on a whole file.
+
+    python scripts/predict.py ckpt_path=... text="thanks for all the"    # lm: next words
+    python scripts/predict.py ckpt_path=... text="thanks for all the" word=fish   # P(fish | ...)
+    python scripts/predict.py ckpt_path=... text="I like tea" [score=true]   # tags; lm: log-prob
+    python scripts/predict.py ckpt_path=... input=FILE [output=FILE]     # batched, streamed
+
+A text is taken literally (`${...}` too), or read from `text_file=PATH` (`-`: stdin). A file
+is one text per line, CoNLL-U (tagging: written back with UPOS filled) or `label<TAB>text`
+(classification); JSON Lines out (rnn_tasks/predict_files.py). A user's mistake ends in one
+`error:` line and exit code 2 (rnn_tasks/cli.py).
 """
 
 import hydra
@@ -10,20 +19,42 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     import json
 
-    from rnn_tasks.runtime import set_up_process, text_setting
-    from rnn_tasks.tasks import load_task
+    from rnn_tasks.cli import user_errors
+    from rnn_tasks.config_checks import validate_tool_config
+    from rnn_tasks.runtime import set_up_process, text_input
 
-    set_up_process(cfg.threads)
-    task = load_task(cfg.ckpt_path)
-    text = text_setting(cfg, "text")
+    with user_errors(cfg):
+        validate_tool_config(cfg)
+        text = None if cfg.input is not None else text_input(cfg, "text", "text_file")
+        from rnn_tasks.tasks import load_task  # Lightning: seconds, after the checks above
+
+        set_up_process(cfg.threads)
+        task = load_task(cfg.ckpt_path)
+        predictor = task.predictor
+        predictor.batch_size = cfg.batch_size
+        if cfg.input is not None:
+            from rnn_tasks.predict_files import predict_file
+
+            predict_file(predictor, task.task_name, cfg.input, cfg.output, cfg.format,
+                         cfg.probs, cfg.progress)  # fmt: skip
+            return
+        print(json.dumps(predict_text(task, text, cfg), indent=2, ensure_ascii=False))
+
+
+def predict_text(task, text: str, cfg: DictConfig):
     if task.task_name == "lm":
-        result = [{"word": w, "p": round(p, 6)} for w, p in task.next_words(text, cfg.k)]
-    elif task.task_name == "pos":
-        result = [{"word": w, "tag": t} for w, t in task.predict(text)]
-    else:
-        label, p = task.predict(text)
-        result = {"label": label, "p": round(p, 6), "all": task.predict_proba(text)}
-    print(json.dumps(result, indent=2))
+        if cfg.word is not None:
+            words = [cfg.word] if isinstance(cfg.word, str) else [str(w) for w in cfg.word]
+            return task.prob(words, text)
+        if cfg.score:
+            return task.score(text)
+        return [{"word": w, "p": round(p, 6)} for w, p in task.next_words(text, cfg.k)]
+    if task.task_name == "pos":
+        if cfg.probs:
+            return [{"word": w, "tag": t, "probs": p} for w, t, p in task.predict(text, probs=True)]
+        return [{"word": w, "tag": t} for w, t in task.predict(text)]
+    label, p = task.predict(text)
+    return {"label": label, "p": round(p, 6), "all": task.predict_proba(text)}
 
 
 if __name__ == "__main__":

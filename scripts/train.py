@@ -3,10 +3,11 @@
 Keeps the best and the last checkpoint, tests the best one and writes metrics.json into the
 run folder (outputs/<task>/<time>/). `ckpt_path=.../last.ckpt` resumes; `-m` sweeps;
 `ensemble_size=5` trains five seeds and tests the average of their probabilities.
+A user's mistake ends in one `error:` line and exit code 2 (rnn_tasks/cli.py).
 """
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
@@ -14,13 +15,19 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     # After Hydra parsed the command line: a fast --help.
-    from rnn_tasks.train import train
-    from rnn_tasks.train_ensemble import train_ensemble
+    from rnn_tasks.cli import user_errors
+    from rnn_tasks.config_checks import validate_train_config
 
-    overrides = HydraConfig.get().overrides.task
-    run = train_ensemble if cfg.ensemble_size > 1 else train
-    metrics = run(cfg, command=" ".join(["python scripts/train.py", *overrides]))
-    return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
+    with user_errors(cfg):
+        validate_train_config(cfg)  # before Lightning is imported, the data read, the model built
+        from rnn_tasks.train import train
+        from rnn_tasks.train_ensemble import train_ensemble
+
+        # As typed: `${...}` in an override is not resolved here.
+        overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
+        run = train_ensemble if cfg.ensemble_size > 1 else train
+        metrics = run(cfg, command=" ".join(["python scripts/train.py", *overrides]))
+        return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
 
 
 if __name__ == "__main__":

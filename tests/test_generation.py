@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnn_tasks.generation import generate, next_word_probs, sample_next
+from rnn_tasks.generation import generate, iter_generate, next_word_probs, sample_next
 from rnn_tasks.models import FeedForwardLM, LanguageModel
 
 V = 30
@@ -61,8 +61,10 @@ def test_next_word_probs_is_a_distribution_for_ffnn_too():
 @pytest.mark.parametrize(
     ("settings", "match"),
     [
-        ({"temperature": "abc"}, "temperature must be a number >= 0"),
-        ({"temperature": -1.0}, "temperature must be a number >= 0"),
+        ({"temperature": "abc"}, "temperature must be a finite number >= 0"),
+        ({"temperature": -1.0}, "temperature must be a finite number >= 0"),
+        ({"temperature": float("nan")}, "temperature must be a finite number >= 0"),
+        ({"temperature": float("inf")}, "temperature must be a finite number >= 0"),
         ({"top_k": 2.5}, "top_k must be a whole number >= 1"),
         ({"top_k": 0}, "top_k must be a whole number >= 1"),
         ({"max_new_tokens": 2.5}, "max_new_tokens must be a whole number"),
@@ -73,3 +75,13 @@ def test_bad_sampling_settings_are_named_before_anything_runs(settings, match):
     args = {"max_new_tokens": 0, "temperature": 1.0, "top_k": None, **settings}
     with pytest.raises(ValueError, match=match):
         generate(lm(), [1], args["max_new_tokens"], None, args["temperature"], args["top_k"])
+
+
+def test_iter_generate_yields_what_generate_returns_and_checks_at_the_call():
+    model = lm()
+    seeded = [torch.Generator().manual_seed(5) for _ in range(2)]
+    stream = iter_generate(model, [1, 2], 15, None, 1.0, 5, seeded[0])
+    first = next(stream)  # one id at a time
+    assert [first, *stream] == generate(model, [1, 2], 15, None, 1.0, 5, seeded[1])
+    with pytest.raises(ValueError, match="temperature"):  # not at the first next()
+        iter_generate(model, [1], 3, None, float("nan"))

@@ -1,4 +1,5 @@
-"""`rnn_tasks.nn` (and the package root) need torch alone: no lightning, hydra or datasets."""
+"""`rnn_tasks.nn`, the models, inference on text (and the package root) need torch alone:
+no lightning, hydra or datasets."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ SCRIPT = f"""
 import importlib.util, json, sys
 import rnn_tasks.nn, rnn_tasks
 checked = ["rnn_tasks.nn", "rnn_tasks"]
-if importlib.util.find_spec("rnn_tasks.models") is not None:  # held to this too once it exists
-    import rnn_tasks.models
-    checked.append("rnn_tasks.models")
+for name in ("rnn_tasks.models", "rnn_tasks.inference", "rnn_tasks.predict_files",
+             "rnn_tasks.text.pipeline"):  # using a trained model needs torch alone too
+    importlib.import_module(name)
+    checked.append(name)
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
 print(json.dumps({{"checked": checked, "heavy": heavy}}))
 """

@@ -370,3 +370,18 @@ def test_a_non_finite_validation_loss_stops_the_run():
     module = SimpleNamespace(hparams={"lr": 3.0})
     with pytest.raises(NonFiniteError, match="val/loss is inf at step 7"):
         guards.FiniteGuard("val/loss").on_validation_end(trainer, module)
+
+
+def test_every_row_of_the_fault_table_names_a_test_that_exists():
+    table = (ROOT / "docs" / "reliability.md").read_text().split("## The faults")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) >= 30
+    previous = None
+    for row in rows:
+        cell = row.rstrip(" |").rsplit("|", 1)[1].strip().strip("`")
+        if cell.startswith("..."):  # another case of the test above
+            cell = previous
+        file, _, name = cell.rpartition("::") if "::" in cell else ("test_reliability.py", "", cell)
+        name = name.split("[")[0]
+        assert f"def {name}(" in (ROOT / "tests" / file).read_text(), row
+        previous = f"{file}::{name}"

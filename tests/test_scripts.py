@@ -10,6 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow  # each test starts Python subprocesses: ~100 s in all
 
 ROOT = Path(__file__).parents[1]
+BUILTIN_CONLLU = ROOT / "rnn_tasks" / "data" / "builtin" / "pos_demo.conllu"
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "trainer.max_epochs=1",
         "trainer.enable_progress_bar=false"]  # fmt: skip
 
@@ -89,6 +90,27 @@ def test_predict_tags_a_sentence(pos_run):
     # Hydra reads a bare number as an int: the text is still the text as typed.
     tagged = json.loads(run("predict.py", f"ckpt_path={ckpt}", "text=2020").stdout)
     assert [t["word"] for t in tagged] == ["2020"]
+
+
+def test_predict_a_file_as_the_python_api_does(pos_run, lm_run, tmp_path):
+    from rnn_tasks.tasks import load_task
+
+    ckpt = pos_run / "checkpoints" / "best.ckpt"
+    sentences = ["I like green tea .", "Where is it ?", "", "ok"]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(sentences) + "\n")
+    out = tmp_path / "out.jsonl"
+    run("predict.py", f"ckpt_path={ckpt}", f"input={source}", f"output={out}", "threads=1")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    tagged = load_task(ckpt).predict(sentences)
+    assert [r["tags"] for r in rows] == [[t for _, t in s] for s in tagged]
+    conllu = run("predict.py", f"ckpt_path={ckpt}", f"input={BUILTIN_CONLLU}", "progress=false")
+    assert conllu.stdout.startswith("# sent_id = demo-1\n")
+    lm = lm_run / "checkpoints" / "best.ckpt"
+    probs = json.loads(
+        run("predict.py", f"ckpt_path={lm}", "text=the company", "word=[said,of]").stdout
+    )
+    assert probs == load_task(lm).prob(["said", "of"], "the company")
 
 
 def test_cls_predict_and_sweep(tmp_path):

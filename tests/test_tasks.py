@@ -132,7 +132,9 @@ def test_tagger_starts_near_log_c_and_overfits():
     assert losses[0] == pytest.approx(math.log(5), abs=0.3)
     assert losses[-1] < 0.05
     words = [vocab.itos[int(i)] for i in batch["tokens"][0]]
-    assert [t for _, t in task.predict(words)] == ["ABCDE"[int(i) % 5] for i in batch["tokens"][0]]
+    assert [t for _, t in task.predict([words])[0]] == [
+        "ABCDE"[int(i) % 5] for i in batch["tokens"][0]
+    ]
 
 
 def test_per_tag_accuracy_is_logged_for_the_tags_the_split_has():

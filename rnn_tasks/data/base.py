@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..text import Vocab
+from ..text.pipeline import TextPipeline
 from .errors import DataFormatError
 from .order import TrainOrder
 from .sources import SPLITS
@@ -81,6 +82,7 @@ class TextDataModule(L.LightningDataModule):
         self.seed = seed
         self.test_file = test_file
         self.vocab: Vocab | None = None
+        self.pipeline: TextPipeline | None = None  # text -> ids, made with the vocabulary
         self._records: dict[str, list] = {}
         self._datasets: dict[str, list | Tensor] = {}  # encoded examples, or an LM stream
         self._adopted = False

@@ -9,7 +9,8 @@ from os import PathLike
 
 import torch
 
-from ..text import pad_chars, tokenize
+from ..text import pad_chars
+from ..text.pipeline import TOKENIZERS
 from .batching import pad_right
 from .readers import read_labelled_tsv
 from .sources import load_spam
@@ -51,6 +52,7 @@ class ClassificationDataModule(WordsDataModule):
     """
 
     metadata_keys = ("vocab", "labels", "chars")
+    tokenizer = "messages"
     fixed_settings = (
         "val_fraction", "test_fraction", "group_duplicates", "seed", "lowercase", "zero_digits"
     )  # fmt: skip
@@ -151,10 +153,9 @@ class ClassificationDataModule(WordsDataModule):
             {**self._encode_words(self._words(r)), "label": label_ids[r["label"]]} for r in records
         ]
 
-    @staticmethod
-    def _words(record: dict) -> list[str]:
+    def _words(self, record: dict) -> list[str]:
         """The message's words as written; an empty message is one unknown word."""
-        return tokenize(record["text"], lowercase=False) or ["<unk>"]
+        return TOKENIZERS[self.tokenizer](record["text"])
 
     def _collate_fn(self):
         return partial(collate_classification, pad_id=self.vocab.pad_id)

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..text import Vocab, split_words
+from ..text.pipeline import TextPipeline
 from .base import TextDataModule
 from .readers import read_lines
 from .sources import LMName, check_choice, load_lm_corpus
@@ -97,9 +98,11 @@ class LMDataModule(TextDataModule):
             unk=UNK,
             pad=None,
         )
+        self.pipeline = TextPipeline("whitespace", self.vocab, lowercase=self.lowercase)
 
     def _adopt(self, metadata: dict) -> None:
         self.vocab = Vocab.from_dict(metadata["vocab"])
+        self.pipeline = TextPipeline("whitespace", self.vocab, lowercase=self.lowercase)
 
     def metadata(self) -> dict:
         if self.vocab is None:
@@ -107,7 +110,7 @@ class LMDataModule(TextDataModule):
         return {"vocab": self.vocab.to_dict()}
 
     def _make_dataset(self, split: str, records: list) -> Tensor:
-        ids = [i for line in records for i in self.vocab.encode(self._words(line))]
+        ids = [i for line in records for i in self.pipeline.ids(self._words(line))]
         return torch.tensor(ids, dtype=torch.long)  # (N_total,)
 
     def tokens(self, split: str) -> Tensor:

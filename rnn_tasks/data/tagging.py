@@ -53,6 +53,7 @@ class TaggingDataModule(WordsDataModule):
     """
 
     metadata_keys = ("vocab", "tags", "chars")
+    tokenizer = "ud"  # raw text at prediction; the data itself comes as words
     fixed_settings = ("tag_column", "seed", "lowercase", "zero_digits")
 
     def __init__(

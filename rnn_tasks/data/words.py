@@ -3,8 +3,9 @@ vocabulary by a normalised key, and spelled, as written, in a character vocabula
 
 from __future__ import annotations
 
-from ..text import Vocab, lookup_keys, spell, word_ids
+from ..text import Vocab, lookup_keys
 from ..text.embeddings import read_words
+from ..text.pipeline import TextPipeline, Tokenizer
 from .base import TextDataModule
 
 
@@ -22,8 +23,12 @@ class WordsDataModule(TextDataModule):
     caps the training words only.
 
     Subclasses build both vocabularies with `_fit_words` and take them from a checkpoint
-    with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``.
+    with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``. Either makes
+    ``pipeline`` (`TextPipeline`), which encodes every example, and which the task rebuilds
+    from the same metadata to read raw text at prediction.
     """
+
+    tokenizer: Tokenizer  # how a raw text of this data becomes words
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class WordsDataModule(TextDataModule):
             # only a word that is its own key: the vectors file has a line for that key
             self.vocab = self.vocab.extended(w for w in words if self._keys([w]) == [w])
         self.chars = Vocab.build(list(w) for words in train for w in words)
+        self._make_pipeline()
 
     def _adopt_words(self, metadata: dict, specials: tuple[str, ...] = ("pad",)) -> None:
         """Takes both vocabularies from a checkpoint's metadata; the word vocabulary must
@@ -73,11 +79,16 @@ class WordsDataModule(TextDataModule):
             )
         self.vocab = vocab
         self.chars = Vocab.from_dict(metadata["chars"])
+        self._make_pipeline()
+
+    def _make_pipeline(self) -> None:
+        self.pipeline = TextPipeline(
+            self.tokenizer, self.vocab, self.chars, self.lowercase, self.zero_digits
+        )
 
     def _encode_words(self, words: list[str]) -> dict:
         """Word ids and character ids of one example's words."""
-        ids = word_ids(words, self.vocab, self.lowercase, self.zero_digits)
-        return {"ids": ids, "chars": spell(words, self.chars)}
+        return {"ids": self.pipeline.ids(words), "chars": self.pipeline.spell(words)}
 
     def _words_metadata(self) -> dict:
         return {"vocab": self.vocab.to_dict(), "chars": self.chars.to_dict()}

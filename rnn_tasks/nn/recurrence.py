@@ -14,6 +14,12 @@ final state. Two implementations of the same function:
   This is the lecture's definition run as written, and the reference in the tests.
 
 Both hoist the input projection `W x_t + b` out of the loop: one matmul for all steps.
+
+Under `torch.export` (`torch.compiler.is_exporting()`) neither runs: their Python loops
+over `range(T)` and per-step mask checks fix T and read tensor values, so a program
+exported through them would hold one length only, or fail (`GuardOnDataDependentSymNode`).
+`_unroll_scan` is the autograd unroll written as a `scan` over time instead, which
+`torch.export` keeps as one loop over a dynamic T; eager runs never take it.
 """
 
 from __future__ import annotations
@@ -46,7 +52,9 @@ def unroll(
     `out`, a (T, B, H) tensor or view, receives the states (a bidirectional layer passes
     its two halves of one (T, B, 2H) buffer, so no concatenation is needed).
     """
-    if bptt == "autograd":
+    if torch.compiler.is_exporting():
+        S, final = _unroll_scan(cell, x, state, mask, reverse)
+    elif bptt == "autograd":
         S, final = _unroll_autograd(cell, x, state, mask, reverse)
     elif _needs_grad(cell, x, state) or not isinstance(cell, (ElmanCell, LSTMCell, GRUCell)):
         S, final = _unroll_manual(cell, x, state, mask, reverse)
@@ -107,3 +115,26 @@ def _unroll_autograd(cell, x, state, mask, reverse):
         state = new_state
         outputs[t] = h
     return torch.stack(outputs), state
+
+
+def _unroll_scan(cell, x, state, mask, reverse):
+    """`_unroll_autograd` as one `scan` over time: what `torch.export` traces, for any T."""
+    # A prototype in torch (2.5+) and not yet public: imported here, for export only.
+    from torch._higher_order_ops.scan import scan
+
+    xw = cell.project(x)  # (T, B, G*H)
+    if mask is None:
+        mask = xw.new_ones(x.shape[0], x.shape[1], 1, dtype=torch.bool)
+
+    def step(state, inputs):
+        xw_t, m = inputs
+        h, new_state = cell.recur(xw_t, state)
+        if isinstance(new_state, tuple):
+            new_state = tuple(torch.where(m, n, s) for n, s in zip(new_state, state, strict=True))
+            h = new_state[0]
+        else:
+            new_state = h = torch.where(m, h, state)
+        return new_state, h.clone()  # scan's outputs may not alias its carry
+
+    final, S = scan(step, state, (xw, mask), reverse=reverse)  # S (T, B, H)
+    return S, final

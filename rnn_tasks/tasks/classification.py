@@ -15,10 +15,12 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from ..models import Classifier
-from ..text import Vocab, tokenize
+from ..inference import ClassifierPredictor
+from ..specs import build_model
+from ..text import Vocab
+from ..text.pipeline import TextPipeline
 from .base import STAGES, check_choice
-from .encoder_tasks import EncoderTask, encoder_kwargs
+from .encoder_tasks import EncoderTask
 
 ClassWeighting = Literal["none", "balanced"]
 
@@ -76,21 +78,14 @@ class ClassificationTask(EncoderTask):
         self.vocab = Vocab.from_dict(vocab)
         self.labels = list(labels)
         self.chars = Vocab.from_dict(chars) if chars else None
+        self.pipeline = TextPipeline("messages", self.vocab, self.chars, lowercase, zero_digits)
         C = len(self.labels)
         if C < 2:
             raise ValueError(f"classification needs at least 2 labels, got {self.labels}")
         positive_label = self.labels[-1] if positive_label is None else positive_label
         check_choice("positive_label", positive_label, self.labels)
         self.positive = self.labels.index(positive_label)
-        self.model = Classifier(
-            len(self.vocab),
-            C,
-            num_chars=len(self.chars) if self.chars else 0,
-            padding_idx=self.vocab.pad_id,
-            unk_idx=self.vocab.unk_id,
-            fixed_words=self.vocab.num_added,
-            **encoder_kwargs(model, "cls"),
-        )
+        self.model = build_model("cls", self.hparams)  # rnn_tasks.specs
         weight = None
         if class_weighting == "balanced":
             if not class_counts or len(class_counts) != C or min(class_counts) < 1:
@@ -154,16 +149,19 @@ class ClassificationTask(EncoderTask):
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
-    @torch.no_grad()
-    def predict(self, text: str) -> tuple[str, float]:
-        """The most likely label of a document and its probability."""
-        probs = self.predict_proba(text)
-        label = max(probs, key=probs.get)
-        return label, probs[label]
+    def predict(self, text: str | list[str]) -> tuple[str, float] | list[tuple[str, float]]:
+        """The most likely label of a document and its probability; for a list of
+        documents (batched), a list of those."""
+        if isinstance(text, str):
+            return self.predictor.predict([text])[0]
+        return self.predictor.predict(list(text))
 
-    @torch.no_grad()
-    def predict_proba(self, text: str) -> dict[str, float]:
-        """The probability of every label for a document."""
-        words = tokenize(text, lowercase=False) or ["<unk>"]  # as the data module reads it
-        probs = torch.softmax(self._logits(words).float(), -1)
-        return {label: float(p) for label, p in zip(self.labels, probs, strict=True)}
+    def predict_proba(self, text: str | list[str]) -> dict[str, float] | list[dict[str, float]]:
+        """The probability of every label for a document (or each of a list of them)."""
+        if isinstance(text, str):
+            return self.predictor.predict_proba([text])[0]
+        return self.predictor.predict_proba(list(text))
+
+    @property
+    def predictor(self) -> ClassifierPredictor:
+        return ClassifierPredictor(self.model, self.pipeline, self.labels)

@@ -1,30 +1,14 @@
-"""What the tagging and classification tasks share: building an encoder-based model from
-the `model` config and loading pretrained word vectors into it."""
+"""What the tagging and classification tasks share: loading pretrained word vectors into
+their encoder."""
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
 
-from ..models import CharEncoder
-from ..text import Vocab, pad_chars, spell, word_ids
+from ..text import Vocab
+from ..text.pipeline import TextPipeline
 from .base import RecurrentTask
 from .pretrained import pretrained_vectors
-
-
-def encoder_kwargs(model: dict, task: str) -> dict:
-    """The `Encoder` arguments of a `configs/model/*.yaml` dict, checked for this task."""
-    kwargs = dict(model)
-    kind = kwargs.pop("type", "rnn")
-    if kind != "rnn":
-        raise ValueError(
-            f"model.type={kind!r} is a language model only; task={task} "
-            "needs model.type='rnn' (model=elman, lstm or gru)"
-        )
-    if kwargs.pop("tie_weights", False):
-        raise ValueError(f"model.tie_weights applies to task=lm only, not task={task}")
-    return kwargs
 
 
 class EncoderTask(RecurrentTask):
@@ -37,22 +21,7 @@ class EncoderTask(RecurrentTask):
 
     vocab: Vocab
     chars: Vocab | None  # the training characters, for a `CharEncoder`
-
-    def spell(self, sentences: list[list[str]]) -> Tensor | None:
-        """Character ids (B, T, L) of right-padded sentences, for a model that spells."""
-        if self.chars is None or not any(isinstance(m, CharEncoder) for m in self.model.modules()):
-            return None
-        spelled = [spell(words, self.chars) for words in sentences]
-        return pad_chars(spelled, max(map(len, sentences))).to(self.device)
-
-    @torch.no_grad()
-    def _logits(self, words: list[str]) -> Tensor:
-        """The model's output for one text given as words (no batch dimension)."""
-        self.eval()
-        hp = self.hparams
-        ids = word_ids(words, self.vocab, hp.lowercase, hp.zero_digits)
-        ids = torch.tensor([ids], device=self.device)
-        return self.model(ids, chars=self.spell([words]))[0]
+    pipeline: TextPipeline  # how raw text becomes the model's input, as in training
 
     def setup(self, stage: str) -> None:
         spec = self.hparams.get("embeddings") or {}

@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from ..generation import check_sampling, generate, next_word_probs
-from ..models import FeedForwardLM, LanguageModel
-from ..text import Vocab, split_words
+from ..generation import check_sampling, generate
+from ..inference import LMPredictor
+from ..specs import build_model
+from ..text import Vocab
+from ..text.pipeline import TextPipeline
 from .base import STAGES, RecurrentTask
 
 log = logging.getLogger(__name__)
@@ -39,17 +41,6 @@ def _to_device(state, device):
     if isinstance(state, (tuple, list)):
         return tuple(_to_device(s, device) for s in state)
     return None if state is None else state.to(device)
-
-
-def build_language_model(vocab_size: int, start_id: int, model: dict) -> nn.Module:
-    """`model["type"]` "rnn" (default) builds `LanguageModel`, "ffnn" `FeedForwardLM`."""
-    kwargs = dict(model)
-    kind = kwargs.pop("type", "rnn")
-    if kind == "ffnn":
-        return FeedForwardLM(vocab_size, start_id=start_id, **kwargs)
-    if kind != "rnn":
-        raise ValueError(f"model.type must be one of ['ffnn', 'rnn'], got {kind!r}")
-    return LanguageModel(vocab_size, **kwargs)
 
 
 class LanguageModelTask(RecurrentTask):
@@ -90,7 +81,8 @@ class LanguageModelTask(RecurrentTask):
         if boundary not in self.vocab:
             raise ValueError(f"boundary token {boundary!r} is not in the vocabulary")
         self.boundary_id = self.vocab.index(boundary)
-        self.model = build_language_model(len(self.vocab), self.boundary_id, model)
+        self.pipeline = TextPipeline("whitespace", self.vocab, lowercase=lowercase)
+        self.model = build_model("lm", self.hparams)  # rnn_tasks.specs
         self.nll = nn.ModuleDict({f"{s}_nll": MeanMetric() for s in STAGES})
         self._states: dict[str, object] = {}
         self._texts_warned_of: set[str] = set()  # texts with words read as <unk>
@@ -175,9 +167,13 @@ class LanguageModelTask(RecurrentTask):
 
     # -- use on plain strings ------------------------------------------------------------
 
+    @property
+    def predictor(self) -> LMPredictor:
+        return LMPredictor(self.model, self.pipeline, self.hparams.boundary)
+
     def _encode(self, text: str) -> list[int]:
-        words = split_words(text, self.hparams.lowercase)
-        unknown = [w for w in words if w not in self.vocab]
+        """A text's ids from a sentence start, saying once which words read as unknown."""
+        unknown = self.pipeline.unknown(self.pipeline.words(text))
         if unknown and self.vocab.unk is not None and text not in self._texts_warned_of:
             self._texts_warned_of.add(text)  # once, however many samples read it
             log.warning(
@@ -186,17 +182,29 @@ class LanguageModelTask(RecurrentTask):
                 ", ".join(unknown),
                 "" if self.hparams.lowercase else " (the model's words are case-sensitive)",
             )
-        return [self.boundary_id] + self.vocab.encode(words)
+        return self.predictor.context_ids(text)
 
     def next_words(self, text: str = "", k: int = 10) -> list[tuple[str, float]]:
         """The k most likely next words after `text` (read from a sentence start), with
         their probabilities: `P(w | "thanks for all the")`."""
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
             raise ValueError(f"k must be a whole number >= 1, got {k!r}")
-        self.eval()
-        probs = next_word_probs(self.model, self._encode(text))
-        top = probs.topk(min(k, len(probs)))
-        return [(self.vocab.itos[int(i)], float(p)) for p, i in zip(*top, strict=True)]
+        self._encode(text)  # says which words are unknown
+        return self.predictor.next_words(text, k)
+
+    def prob(self, words: str | list[str], context: str = "") -> dict[str, dict]:
+        """`P(word | context)` and the word's rank (1: most likely) for each of `words`:
+        `lm.prob("fish", "thanks for all the")`. A word the model does not know is said so
+        (`in_vocabulary: False`), not read as `<unk>`."""
+        self._encode(context)
+        return self.predictor.prob(words, context)
+
+    def score(self, texts: str | list[str]) -> dict | list[dict]:
+        """A text's log-probability under the model (each sentence from `<s>` to `</s>`),
+        its perplexity and token count; for a list of texts (batched), a list of those."""
+        if isinstance(texts, str):
+            return self.predictor.score([texts])[0]
+        return self.predictor.score(list(texts))
 
     def generate(
         self,

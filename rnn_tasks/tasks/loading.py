@@ -51,5 +51,7 @@ def load_task(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -
     The checkpoint holds plain types only and is read with `weights_only=True`.
     """
     task_name = read_checkpoint(ckpt_path)["rnn_tasks"]["task"]
-    task = TASKS[task_name].load_from_checkpoint(ckpt_path, map_location=map_location)
+    task = TASKS[task_name].load_from_checkpoint(
+        ckpt_path, map_location=map_location, weights_only=True
+    )
     return task.eval()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ..models import Tagger
-from ..text import Vocab, tokenize_ud
+from ..inference import TaggerPredictor
+from ..specs import build_model
+from ..text import Vocab
+from ..text.pipeline import TextPipeline
 from .base import STAGES
-from .encoder_tasks import EncoderTask, encoder_kwargs
+from .encoder_tasks import EncoderTask
 
 IGNORE = -100  # the tag id of padding, skipped by the loss and the metrics
 
@@ -61,15 +62,8 @@ class TaggingTask(EncoderTask):
         if len(self.tags) < 2:
             raise ValueError(f"tagging needs at least 2 tags, got {self.tags}")
         self.chars = Vocab.from_dict(chars) if chars else None
-        self.model = Tagger(
-            len(self.vocab),
-            len(self.tags),
-            num_chars=len(self.chars) if self.chars else 0,
-            padding_idx=self.vocab.pad_id,
-            unk_idx=self.vocab.unk_id,
-            fixed_words=self.vocab.num_added,
-            **encoder_kwargs(model, "pos"),
-        )
+        self.pipeline = TextPipeline("ud", self.vocab, self.chars, lowercase, zero_digits)
+        self.model = build_model("pos", self.hparams)  # rnn_tasks.specs
         C = len(self.tags)
         # Accuracy over words per stage; for val/test also per gold tag, and on words seen
         # and unseen in training (`<unk>`, or added from pretrained vectors), where taggers
@@ -136,11 +130,16 @@ class TaggingTask(EncoderTask):
     def on_test_epoch_end(self) -> None:
         self._log_breakdown("test")
 
-    @torch.no_grad()
-    def predict(self, text: str | list[str]) -> list[tuple[str, str]]:
-        """Tag a sentence (a string, tokenised here, or a list of words): (word, tag) pairs."""
-        words = tokenize_ud(text) if isinstance(text, str) else list(text)
-        if not words:
-            return []
-        best = self._logits(words).argmax(-1)
-        return [(w, self.tags[int(t)]) for w, t in zip(words, best, strict=True)]
+    def predict(
+        self, text: str | list[str] | list[list[str]], probs: bool = False
+    ) -> list[tuple[str, str]] | list[list[tuple[str, str]]]:
+        """Tag a sentence (a raw string, tokenised as EWT is): its (word, tag) pairs; or
+        a list of sentences (raw strings, or lists of words), batched: a list of those.
+        With `probs`, each pair also holds every tag's probability."""
+        if isinstance(text, str):
+            return self.predictor.predict([text], probs)[0]
+        return self.predictor.predict(list(text), probs)
+
+    @property
+    def predictor(self) -> TaggerPredictor:
+        return TaggerPredictor(self.model, self.pipeline, self.tags)

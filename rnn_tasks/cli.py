@@ -1,0 +1,102 @@
+"""How the command-line scripts end on a user's mistake: one `error:` line, exit code 2.
+
+A user error is a wrong config value, a missing or malformed file, a wrong checkpoint or a
+text that cannot be read: the exceptions of `is_user_error`, whose messages name the key,
+file:line or value and what is allowed. The script prints `error: <message>` to stderr,
+without a traceback, and exits with `EXIT_USER_ERROR`: 2, as argparse does for a bad command
+line (1 stays what Python and Hydra exit with on a bug). Any other exception is a bug and
+keeps its traceback. `debug=true` or `HYDRA_FULL_ERROR=1` shows the traceback of a user error
+too (it then propagates to Hydra, which exits with 1).
+
+    @hydra.main(...)
+    def main(cfg):
+        from rnn_tasks.cli import user_errors  # in main: `--help` stays fast
+        with user_errors(cfg):
+            ...
+
+A training run that stops early (`rnn_tasks.guards.RunStopped`) prints `stopped: <why and
+what to do>` and exits with its own code (docs/reliability.md). `SystemExit` passes
+through `@hydra.main`, which prints a traceback for anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+EXIT_USER_ERROR = 2
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # rnn_tasks.errors.ConfigError, DataFormatError, a file that is no checkpoint
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+    MissingMandatoryValue,  # `key: ???` not given on the command line
+)
+
+
+@contextmanager
+def user_errors(cfg: DictConfig | None = None) -> Iterator[None]:
+    """Around a script's work: a user error ends the process with one `error:` line on
+    stderr and exit code 2; `cfg` is read for `debug`."""
+    try:
+        yield
+    except Exception as err:
+        if show_traceback(cfg):
+            raise
+        stopped = run_stopped(err)
+        if stopped is not None:  # a run that stopped early: why, and its own exit code
+            print(f"stopped: {err}", file=sys.stderr, flush=True)
+            raise SystemExit(stopped) from None
+        if not is_user_error(err):
+            raise
+        print(f"error: {error_message(err)}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def run_stopped(err: BaseException) -> int | None:
+    """The exit code of a run that stopped early (`rnn_tasks.guards.RunStopped`: a signal,
+    a non-finite loss, a failed checkpoint write, a folder in use), else None."""
+    guards = sys.modules.get("rnn_tasks.guards")  # only a training run can have raised it
+    return err.exit_code if guards is not None and isinstance(err, guards.RunStopped) else None
+
+
+def is_user_error(err: BaseException) -> bool:
+    """One of `USER_ERRORS`, or `DatasetUnavailableError` (the data is not where it was
+    asked for)."""
+    if isinstance(err, USER_ERRORS):
+        return True
+    # Not imported here: rnn_tasks.data imports `datasets` (seconds), which predict.py and
+    # generate.py never need. A module never imported cannot have raised its error.
+    data_errors = sys.modules.get("rnn_tasks.data.errors")
+    return data_errors is not None and isinstance(err, data_errors.DatasetUnavailableError)
+
+
+def show_traceback(cfg: DictConfig | None) -> bool:
+    """`HYDRA_FULL_ERROR=1` (Hydra's own switch) or `debug=true` in the config."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return True
+    try:
+        return cfg is not None and OmegaConf.select(cfg, "debug", default=False) is True
+    except Exception:  # a broken `debug=${...}` must not hide the error being reported
+        return False
+
+
+def error_message(err: BaseException) -> str:
+    """The line to print for a user error."""
+    if isinstance(err, MissingMandatoryValue):
+        key = err.full_key or str(err).splitlines()[0].rpartition(": ")[2]
+        return f"{key} is required: give {key}=..."
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"  # not "[Errno 2] No such file ...: 'x'"
+    if isinstance(err, OmegaConfBaseException):  # drop the "full_key: ..." lines it adds
+        line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        key = getattr(err, "full_key", None)
+        return line if not key or key in line else f"{key}: {line}"
+    return str(err) or type(err).__name__
