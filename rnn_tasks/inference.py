@@ -56,6 +56,12 @@ class _EncoderPredictor:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @staticmethod
+    def _many(texts) -> list:
+        if isinstance(texts, str):  # a list of its characters is not what was meant
+            raise TypeError("give a list of texts (one text: [text])")
+        return list(texts)
+
     def words(self, text: str | list[str]) -> list[str]:
         return self.pipeline.words(text) if isinstance(text, str) else list(text)
 
@@ -83,7 +89,8 @@ class ClassifierPredictor(_EncoderPredictor):
 
     def predict_proba(self, texts: list[str]) -> list[dict[str, float]]:
         """Every label's probability, for each text."""
-        sentences = [self.words(t) or ["<unk>"] for t in texts]  # as the data module reads
+        # an empty text is one unknown word, as the data module reads it
+        sentences = [self.words(t) or ["<unk>"] for t in self._many(texts)]
         out: list[dict[str, float] | None] = [None] * len(texts)
         for batch, logits, _ in self.logits(sentences):
             for i, probs in zip(batch, torch.softmax(logits, -1), strict=True):
@@ -104,7 +111,7 @@ class TaggerPredictor(_EncoderPredictor):
 
     def predict(self, sentences: list[str | list[str]], probs: bool = False) -> list[list]:
         """`[(word, tag), ...]` per sentence; with `probs`, `(word, tag, {tag: p})`."""
-        words = [self.words(s) for s in sentences]
+        words = [self.words(s) for s in self._many(sentences)]
         out: list[list] = [[] for _ in words]
         nonempty = [i for i, w in enumerate(words) if w]
         for batch, logits, lengths in self.logits([words[i] for i in nonempty]):
@@ -178,6 +185,8 @@ class LMPredictor:
     def score(self, texts: list[str]) -> list[dict]:
         """Each text's log-probability (natural log, the end of sentence included), its
         perplexity `exp(-logprob / tokens)`, its token count and its unknown words."""
+        if isinstance(texts, str):
+            raise TypeError("give a list of texts (one text: [text])")
         self.model.eval()
         words = [self.pipeline.words(t) for t in texts]
         rows = [[self.boundary_id, *self.pipeline.ids(w), self.boundary_id] for w in words]

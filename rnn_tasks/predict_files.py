@@ -151,6 +151,8 @@ def predict_file(
     """
     fmt = detect_format(source, task) if fmt == "auto" else fmt
     check_format(fmt, task)
+    if source != "-" and target != "-" and Path(source).resolve() == Path(target).resolve():
+        raise ValueError(f"output={target} is the input file: writing it would erase the input")
     name = "<stdin>" if source == "-" else source
     reader = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
     writer = sys.stdout if target == "-" else open(target, "w", encoding="utf-8")  # noqa: SIM115

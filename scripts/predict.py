@@ -12,7 +12,7 @@ is one text per line, CoNLL-U (tagging: written back with UPOS filled) or `label
 """
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="predict")
@@ -44,7 +44,7 @@ def main(cfg: DictConfig) -> None:
 def predict_text(task, text: str, cfg: DictConfig):
     if task.task_name == "lm":
         if cfg.word is not None:
-            words = [cfg.word] if isinstance(cfg.word, str) else [str(w) for w in cfg.word]
+            words = [str(w) for w in cfg.word] if OmegaConf.is_list(cfg.word) else [str(cfg.word)]
             return task.prob(words, text)
         if cfg.score:
             return task.score(text)

@@ -126,3 +126,16 @@ def test_a_malformed_file_names_its_line(fmt, task, content, match, tmp_path, mo
     (tmp_path / name).write_text(content)
     with pytest.raises(ValueError, match=match):
         pf.predict_file(None, task, name, str(tmp_path / "out"), fmt=fmt, progress=False)
+
+
+def test_the_output_may_not_be_the_input(cls, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n")
+    with pytest.raises(ValueError, match="is the input file"):
+        pf.predict_file(cls.predictor, "cls", str(source), str(source), progress=False)
+    assert source.read_text() == "hello\n"
+
+
+def test_a_predictor_refuses_a_bare_string(cls):
+    with pytest.raises(TypeError, match="give a list of texts"):
+        cls.predictor.predict_proba("hello there")
