@@ -1,4 +1,4 @@
-"""The README's experiment table quotes the figures its runs wrote to `results/*.json`."""
+"""results/README.md's experiment table quotes the figures its runs wrote to `results/*.json`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ HEADLINES = {
 
 def table_rows(experiment: str) -> list[str]:
     """The README table rows whose command runs `experiment` once (not a `-m` sweep)."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    lines = (ROOT / "results" / "README.md").read_text(encoding="utf-8").splitlines()
     return [
         line
         for line in lines
