@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from .generation import next_word_probs
 from .models import CharEncoder
 from .text.chars import pad_chars
 from .text.pipeline import TextPipeline
@@ -153,12 +154,10 @@ class LMPredictor:
     def context_ids(self, text: str) -> list[int]:
         return [self.boundary_id, *self.pipeline.ids(self.pipeline.words(text))]
 
-    @torch.no_grad()
     def next_word_probs(self, text: str) -> Tensor:
         """`P(w | text)` over the vocabulary (V,)."""
         self.model.eval()
-        logits, _ = self.model(torch.tensor([self.context_ids(text)], device=self.device))
-        return torch.softmax(logits[0, -1].float(), -1)
+        return next_word_probs(self.model, self.context_ids(text))
 
     def next_words(self, text: str, k: int = 10) -> list[tuple[str, float]]:
         probs = self.next_word_probs(text)
