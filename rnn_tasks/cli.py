@@ -25,11 +25,13 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 EXIT_USER_ERROR = 2
+PACKAGE = Path(__file__).resolve().parent
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # rnn_tasks.errors.ConfigError, DataFormatError, a file that is no checkpoint
@@ -69,13 +71,31 @@ def run_stopped(err: BaseException) -> int | None:
 
 def is_user_error(err: BaseException) -> bool:
     """One of `USER_ERRORS`, or `DatasetUnavailableError` (the data is not where it was
-    asked for)."""
+    asked for). A `ValueError` counts only when rnn_tasks raised it (its messages are
+    written for the user); one raised inside torch or Lightning is a bug and keeps its
+    traceback."""
+    if isinstance(err, ValueError) and not raised_here(err):
+        return False
     if isinstance(err, USER_ERRORS):
         return True
     # Not imported here: rnn_tasks.data imports `datasets` (seconds), which predict.py and
     # generate.py never need. A module never imported cannot have raised its error.
     data_errors = sys.modules.get("rnn_tasks.data.errors")
     return data_errors is not None and isinstance(err, data_errors.DatasetUnavailableError)
+
+
+def raised_here(err: BaseException) -> bool:
+    """Whether `err` is one of rnn_tasks' own errors, or the innermost frame of its
+    traceback is in the rnn_tasks package or a script of this project."""
+    if type(err).__module__.startswith("rnn_tasks."):  # ConfigError, DataFormatError, ...
+        return True
+    tb = err.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = Path(tb.tb_frame.f_code.co_filename).resolve()
+    return PACKAGE in path.parents or path.parent.name == "scripts"
 
 
 def show_traceback(cfg: DictConfig | None) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ def save_export(task, out: str | Path) -> dict[str, Path]:
     weights = out / WEIGHTS
     # save_model (not save_file): tied weights (`tie_weights`) are stored once.
     _save_weights(model, str(weights), metadata={"format": FORMAT})
+    mask = os.umask(0o022)  # safetensors writes 0600; give it what any new file gets
+    os.umask(mask)
+    os.chmod(weights, 0o666 & ~mask)
     config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -14,6 +14,7 @@ import datetime
 import logging
 import math
 import os
+import shlex
 import signal
 import socket
 import tempfile
@@ -44,18 +45,39 @@ class CheckpointWriteError(RunStopped):
 class RunInterrupted(RunStopped):
     """SIGTERM or SIGINT: exits with 128 + the signal's number (143, 130), as a shell does."""
 
-    def __init__(self, signum: int, resume_from: Path | None = None) -> None:
+    def __init__(
+        self, signum: int, resume_from: Path | None = None, resume: str | None = None
+    ) -> None:
         self.signum = signum
         self.exit_code = 128 + signum
         self.resume_from = resume_from
         name = signal.Signals(signum).name
         if resume_from is None:
             super().__init__(f"stopped by {name} before training had anything to save")
-        else:
+        elif resume is None:
             super().__init__(
                 f"stopped by {name}; resume with ckpt_path={resume_from} (the same command "
                 f"otherwise: it ends as the run that was not stopped would have)"
             )
+        else:
+            super().__init__(
+                f"stopped by {name}; this resumes it, to the result the run that was not "
+                f"stopped would have had:\n  {resume}"
+            )
+
+    def with_command(self, command: str, run_dir: Path) -> RunInterrupted:
+        """The same stop, its message ending with the whole command that resumes it."""
+        if self.resume_from is None:
+            return self
+        return RunInterrupted(self.signum, self.resume_from,
+                              resume_command(command, self.resume_from, run_dir))  # fmt: skip
+
+
+def resume_command(command: str, ckpt: Path, run_dir: Path) -> str:
+    """`command` (a train.py command line, shell-quoted) resuming from `ckpt` in `run_dir`:
+    the run goes on in its own folder."""
+    kept = [w for w in shlex.split(command) if not w.startswith(("ckpt_path=", "hydra.run.dir="))]
+    return shlex.join([*kept, f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}"])
 
 
 # --- numbers --------------------------------------------------------------------------------
@@ -134,6 +156,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from others
             os.replace(tmp, path)
         except OSError as err:
             if tmp is not None:
@@ -154,6 +177,12 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 f"{path} is not a checkpoint that torch.load(weights_only=True) can read "
                 f"({type(err).__name__}): refused"
             ) from err
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_writable(folder: Path) -> None:
@@ -196,22 +225,34 @@ class RunLock:
             import fcntl
         except ImportError:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunFolderBusy(
-                f"{self.path.parent} is in use by another run ({holder}): wait for it to "
-                f"end, or train into another folder"
-            ) from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 4096).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunFolderBusy(
+                    f"{self.path.parent} is in use by another run ({holder}): wait for it "
+                    f"to end, or train into another folder"
+                ) from None
+            if self._still_named(fd):
+                break
+            os.close(fd)  # the run before unlinked the file we locked: lock the new one
+
         started = datetime.datetime.now().isoformat(timespec="seconds")
         about = f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
         os.ftruncate(fd, 0)
         os.write(fd, (about + (f": {self.command}" if self.command else "") + "\n").encode())
         self._fd = fd
         return self
+
+    def _still_named(self, fd: int) -> bool:
+        """Whether `fd` is still the file at `self.path` (not one unlinked meanwhile)."""
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            return False
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

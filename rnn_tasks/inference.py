@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .generation import next_word_probs
 from .models import CharEncoder
+from .text.batching import pad_right
 from .text.chars import pad_chars
 from .text.pipeline import TextPipeline
 
@@ -30,15 +31,6 @@ def by_length(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
-
-
-def pad(rows: list[list[int]], value: int) -> tuple[Tensor, Tensor]:
-    """Right-padded (B, T) ids and their (B,) lengths."""
-    lengths = torch.tensor([len(r) for r in rows])
-    out = torch.full((len(rows), int(lengths.max())), value, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out, lengths
 
 
 class _EncoderPredictor:
@@ -72,7 +64,8 @@ class _EncoderPredictor:
         self.model.eval()
         for batch in by_length([len(s) for s in sentences], self.batch_size):
             words = [sentences[i] for i in batch]
-            ids, lengths = pad([self.pipeline.ids(w) for w in words], self.pipeline.vocab.pad_id)
+            pad_id = self.pipeline.vocab.pad_id
+            ids, lengths = pad_right([self.pipeline.ids(w) for w in words], pad_id)
             chars = None
             if self.spells:
                 chars = pad_chars([self.pipeline.spell(w) for w in words], ids.shape[1])
@@ -191,7 +184,7 @@ class LMPredictor:
         rows = [[self.boundary_id, *self.pipeline.ids(w), self.boundary_id] for w in words]
         out: list[dict | None] = [None] * len(texts)
         for batch in by_length([len(r) for r in rows], self.batch_size):
-            ids, lengths = pad([rows[i] for i in batch], self.boundary_id)  # (B, T + 1)
+            ids, lengths = pad_right([rows[i] for i in batch], self.boundary_id)  # (B, T + 1)
             ids = ids.to(self.device)
             logits, _ = self.model(ids[:, :-1])  # right padding: earlier steps are unaffected
             logp = torch.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]

@@ -111,8 +111,8 @@ def predict_chunk(predictor, task: str, items: list[dict], probs: bool = False) 
             pairs = zip(items, tagged, strict=True)
             return ["\n".join(fill_upos(it["lines"], t)) + "\n" for it, t in pairs]
         out = []
-        for t in tagged:
-            row = {"words": [x[0] for x in t], "tags": [x[1] for x in t]}
+        for it, t in zip(items, tagged, strict=True):
+            row = {"text": it["text"], "words": [x[0] for x in t], "tags": [x[1] for x in t]}
             if probs:
                 row["probs"] = [x[2] for x in t]
             out.append(json.dumps(row, ensure_ascii=False))

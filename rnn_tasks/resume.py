@@ -7,7 +7,8 @@ and the callbacks' records. What else decides the rest of a run is kept here:
 - the random number generators (torch, CUDA, numpy, python): dropout's masks;
 - where the training order stood (`rnn_tasks.data.order.TrainOrder`);
 - for a checkpoint written mid-epoch (`LastCheckpoint`), what the epoch so far has
-  accumulated: its metrics' sums and the LM's carried state (`RecurrentTask.train_epoch_state`);
+  accumulated: its metrics' sums and the LM's carried state (`RecurrentTask.train_epoch_state`),
+  and the last logged metrics that a plateau schedule will read at the epoch's end;
 - the training time already spent, so `train_seconds` counts the whole run;
 - the rows of `metrics.csv` up to the checkpoint (`carried_metrics`).
 """
@@ -87,6 +88,10 @@ class ExactResume(L.Callback):
             self.batches_done = state["batches_done"]
             pl_module.load_train_epoch_state(state["epoch_state"])
             set_rng_states(state["rng"])
+            trainer.callback_metrics.update(state.get("callback_metrics", {}))
+            # Lightning skips the plateau schedule's step at the end of an epoch it resumed
+            # mid-way ("restarting"), as it cannot know the metric; it is restored above.
+            trainer.fit_loop._restarting = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.batches_done += 1
@@ -102,6 +107,7 @@ class ExactResume(L.Callback):
             "order": trainer.datamodule.train_order_state(done),
             "batches_done": done,
             "epoch_state": pl_module.train_epoch_state() if mid else None,
+            "callback_metrics": dict(trainer.callback_metrics) if mid else {},
             "seconds": self.seconds,
         }
 
@@ -117,14 +123,14 @@ class ExactResume(L.Callback):
             set_rng_states(state["rng"])
 
 
-def carried_metrics(ckpt_path: str | Path) -> list[dict]:
+def carried_metrics(ckpt_path: str | Path, checkpoint: dict) -> list[dict]:
     """The rows of `metrics.csv` that the run resumed from had logged when it wrote
-    `ckpt_path` (its run folder's file, rows up to the checkpoint's epoch and step), so
-    the resumed run's file holds the whole run. Empty where there is no such file."""
+    `ckpt_path` (its run folder's file, rows up to the epoch and step of `checkpoint`, the
+    file's contents), so the resumed run's file holds the whole run. Empty where there is
+    no such file."""
     metrics = Path(ckpt_path).parent.parent / "metrics.csv"
     if not metrics.is_file():
         return []
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     epoch, step = checkpoint["epoch"], checkpoint["global_step"]
     with open(metrics, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -226,18 +226,38 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     check_writable(output_dir)
     first_process = int(os.environ.get("LOCAL_RANK", 0)) == 0  # DDP's others share its folder
     with RunLock(output_dir, command) if first_process else contextlib.nullcontext():
+        if first_process:
+            record_run_config(cfg, output_dir)
         return _train(cfg, command, start, revision, output_dir)
+
+
+def record_run_config(cfg: DictConfig, output_dir: Path) -> None:
+    """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as Hydra writes them, but
+    written here, once the run holds its folder's lock (configs/train.yaml turns Hydra's own
+    off): a second run refused at the lock must not replace the first run's record."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return  # called from Python, not through scripts/train.py
+    hydra_cfg = HydraConfig.get()
+    folder = output_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), folder / "hydra.yaml")
+    OmegaConf.save(hydra_cfg.overrides.task, folder / "overrides.yaml")
 
 
 def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     metadata = checkpoint = None
+    carried: list[dict] = []
     if cfg.ckpt_path:  # read once here; trainer.fit reads it again for the weights
         checkpoint = read_checkpoint(cfg.ckpt_path)
         check_checkpoints_beside(cfg.ckpt_path)
         hparams = checkpoint["hyper_parameters"]
         check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
         metadata = data_metadata(hparams)
+        carried = carried_metrics(cfg.ckpt_path, checkpoint)
     else:
         check_no_earlier_run(output_dir)
     datamodule = build_datamodule(cfg, "fit", metadata)
@@ -247,8 +267,7 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
         del checkpoint  # its tensors: Lightning loads the file again for the weights
     trainer = build_trainer(cfg, output_dir, start)
-    if cfg.ckpt_path:
-        prepend_metrics(trainer.logger, carried_metrics(cfg.ckpt_path))
+    prepend_metrics(trainer.logger, carried)
     stop, clock = callback(trainer, SignalStop), callback(trainer, ExactResume)
     stop.install()  # from here on, a signal stops the run cleanly
     log.info("%s: %s parameters", type(task).__name__, f"{task.num_parameters:,}")
@@ -265,10 +284,12 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
             )
             metrics.update({k: float(v) for k, v in tested[0].items()})
     except RunStopped as stopped:
+        if isinstance(stopped, RunInterrupted) and command:
+            stopped = stopped.with_command(command, output_dir)  # the command that resumes
         summary = run_summary(cfg, command, trainer, task, revision, clock.seconds, start)
         write_summary({**summary, "status": status_of(stopped), "stopped": str(stopped)},
                       output_dir, None)  # fmt: skip
-        raise
+        raise stopped from None
     finally:
         stop.uninstall()
     summary = run_summary(cfg, command, trainer, task, revision, fit_seconds, start)

@@ -14,9 +14,17 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .evaluate import load_checkpoints, run_split
+from .guards import RunLock
 from .settings import changes, flatten, with_legacy_defaults
 from .tasks.encoder_tasks import EncoderTask
-from .train import data_metadata, git_revision, results_file, train, write_summary
+from .train import (
+    data_metadata,
+    git_revision,
+    record_run_config,
+    results_file,
+    train,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,12 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
             "(fast_dev_run) writes none: try the config with trainer.max_epochs=1 "
             "trainer.limit_train_batches=2 instead"
         )
+    with RunLock(Path(cfg.output_dir), command):  # the members lock their own folders too
+        record_run_config(cfg, Path(cfg.output_dir))
+        return _train_ensemble(cfg, command)
+
+
+def _train_ensemble(cfg: DictConfig, command: str | None) -> dict[str, float]:
     start = time.perf_counter()
     revision = git_revision()
     members = []

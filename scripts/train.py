@@ -6,6 +6,8 @@ run folder (outputs/<task>/<time>/). `ckpt_path=.../last.ckpt` resumes; `-m` swe
 A user's mistake ends in one `error:` line and exit code 2 (rnn_tasks/cli.py).
 """
 
+import shlex
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +28,8 @@ def main(cfg: DictConfig) -> float | None:
         # As typed: `${...}` in an override is not resolved here.
         overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
         run = train_ensemble if cfg.ensemble_size > 1 else train
-        metrics = run(cfg, command=" ".join(["python scripts/train.py", *overrides]))
+        command = shlex.join(["python", "scripts/train.py", *overrides])  # pastes into a shell
+        metrics = run(cfg, command=command)
         return metrics.get(cfg.monitor)  # the value a Hydra sweeper optimises
 
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
@@ -112,6 +113,8 @@ def test_debug_shows_the_traceback_and_a_bug_always_does(capsys):
         raise ConfigError("k must be 1")
     with pytest.raises(KeyError), user_errors(OmegaConf.create({"debug": False})):
         raise KeyError("a bug")
+    with pytest.raises(ValueError), user_errors():  # raised outside rnn_tasks: a bug too
+        torch.nn.functional.cross_entropy(torch.zeros(2, 3), torch.zeros(3, dtype=torch.long))
     with pytest.raises(SystemExit) as stop, user_errors(OmegaConf.create({"debug": False})):
         raise ConfigError("k must be 1")
     assert stop.value.code == 2 and capsys.readouterr().err == "error: k must be 1\n"

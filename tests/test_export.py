@@ -72,6 +72,9 @@ def test_an_export_has_the_checkpoints_weights_and_pipeline(runs, name):
     assert predictor.pipeline == task.pipeline
     if name == "lm":  # tied: one tensor, stored once, shared again after loading
         assert predictor.model.V.weight is predictor.model.encoder.embedding.weight
+    # safetensors writes 0600; an export to share is as readable as its config.json
+    modes = {f.name: f.stat().st_mode & 0o777 for f in Path(folder).iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"], modes
 
 
 def close(a: dict, b: dict) -> None:

@@ -22,11 +22,11 @@ from rnn_tasks.train import build_datamodule, checkpoint_metadata, train
 from tests.test_train import LM_TINY, make_cfg
 
 ROOT = Path(__file__).parents[1]
-# The CSV logger on (the default): figures are drawn from metrics.csv. train/loss is logged
-# every 2 steps, so each epoch has a few values to average. The test split is whole: the
-# confusion counts it all, and must agree with the run's test metrics.
+# The CSV logger on (the default): figures are drawn from metrics.csv. train/loss_step is
+# logged at every step, to check train/loss (the epoch's mean) against. The test split is
+# whole: the confusion counts it all, and must agree with the run's test metrics.
 SHORT = ["model.embedding_dim=16", "model.hidden_size=16", "trainer.max_epochs=2",
-         "trainer.limit_train_batches=4", "trainer.log_every_n_steps=2",
+         "trainer.limit_train_batches=4", "trainer.log_every_n_steps=1",
          "trainer.limit_val_batches=2", "trainer.enable_progress_bar=false"]  # fmt: skip
 TASKS = {
     "lm": ["task=lm", *LM_TINY, "data.max_lines=100"],
@@ -91,6 +91,23 @@ def test_learning_curves_show_the_metrics_per_epoch(runs, name):
         np.testing.assert_allclose(loss[label].get_xdata(), expected.index + 1)  # from 1
         np.testing.assert_allclose(loss[label].get_ydata(), expected.to_numpy(), rtol=1e-6)
     assert loss["test (best)"].get_ydata()[0] == pytest.approx(frame["test/loss"].dropna().item())
+
+
+def test_the_training_curve_is_each_epochs_exact_mean_loss(runs):
+    # Not Lightning's sample of one batch every log_every_n_steps: the mean over every
+    # batch (here four full ones, so the plain mean of their losses).
+    frame = pd.read_csv(runs["cls"][1] / "metrics.csv")
+    steps = frame.dropna(subset=["train/loss_step"]).groupby("epoch")["train/loss_step"]
+    assert (steps.count() == 4).all()
+    epochs = frame.dropna(subset=["train/loss"]).set_index("epoch")["train/loss"]
+    np.testing.assert_allclose(epochs.to_numpy(), steps.mean().to_numpy(), rtol=1e-6)
+
+
+def test_the_tagger_logs_its_training_accuracy_per_epoch(runs):
+    frame = pd.read_csv(runs["pos"][1] / "metrics.csv")
+    assert frame.dropna(subset=["train/acc"])["epoch"].tolist() == [0, 1]
+    fig = plots.learning_curves(plots.read_history(runs["pos"][1] / "metrics.csv"))
+    assert {line.get_label() for line in fig.axes[1].get_lines()} >= {"training", "validation"}
 
 
 def predictions_of_the_best_checkpoint(cfg, folder):

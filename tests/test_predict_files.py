@@ -69,6 +69,7 @@ def test_lines_in_give_the_same_tags_as_one_sentence_at_a_time(pos, tmp_path):
     assert len(rows) == len(texts)
     for text, row in zip(texts, rows, strict=True):
         alone = pos.predict(text)
+        assert row["text"] == text
         assert row["words"] == [w for w, _ in alone] and row["tags"] == [t for _, t in alone]
         assert all(max(p, key=p.get) == t for p, t in zip(row["probs"], row["tags"], strict=True))
 

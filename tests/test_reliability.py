@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from test_train import make_cfg
 
 from rnn_tasks import guards
@@ -140,14 +142,17 @@ def test_a_signal_saves_last_ckpt_says_how_to_resume_and_exits_non_zero(
     proc = stop_after_first_checkpoint(command("pos", out), out, how)
     stderr = proc.stderr.read()
     assert proc.returncode == 128 + how, stderr[-3000:]  # 143, 130: as a shell reports them
-    last = out / "checkpoints" / "last.ckpt"
-    assert f"resume with ckpt_path={last}" in stderr
     assert "Traceback" not in stderr
     stopped = summary(out)
-    assert stopped["status"] == "interrupted" and "ckpt_path=" in stopped["stopped"]
-    resumed = tmp_path / "resumed"
-    run_to_end(command("pos", resumed, f"ckpt_path={last}"))
-    assert_same_run(resumed, uninterrupted["pos"])
+    assert stopped["status"] == "interrupted"
+    # The message ends with the whole command that resumes the run (here, in its folder).
+    resume = shlex.split(stderr.strip().splitlines()[-1])
+    assert resume[:2] == ["python", "scripts/train.py"] and stopped["stopped"].endswith(
+        shlex.join(resume)
+    )
+    assert f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}" in resume
+    run_to_end([sys.executable, *resume[1:]])
+    assert_same_run(out, uninterrupted["pos"])
 
 
 # --- non-finite numbers ---------------------------------------------------------------------
@@ -238,15 +243,46 @@ def test_a_checkpoint_write_replaces_the_old_file_whole(tmp_path, monkeypatch):
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(2))
 
 
+def test_a_checkpoint_gets_the_permissions_of_any_new_file(tmp_path):
+    # Written through a private temporary file (0600), it must still be as readable as a
+    # file the user's umask allows: a checkpoint is shared on a cluster.
+    mask = os.umask(0o022)
+    try:
+        SafeCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "last.ckpt")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "last.ckpt").stat().st_mode & 0o777 == 0o644
+
+
 # --- one run per folder ---------------------------------------------------------------------
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path):
+    record = tmp_path / ".hydra" / "config.yaml"
+    record.parent.mkdir()
+    record.write_text("the first run's config\n")
     with RunLock(tmp_path, "python scripts/train.py task=cls"):
         cfg = make_cfg(tmp_path, ["task=cls", "~logger", *TINY])
         with pytest.raises(RunFolderBusy, match=rf"pid {os.getpid()} .*task=cls"):
             train(cfg)
     assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert record.read_text() == "the first run's config\n"  # Hydra's record is the first's
+
+
+def test_a_second_train_py_into_a_folder_in_use_leaves_the_first_runs_record(tmp_path):
+    # Hydra would write .hydra/ before the run reaches its lock; train.py writes it after.
+    record = tmp_path / ".hydra" / "config.yaml"
+    record.parent.mkdir()
+    record.write_text("the first run's config\n")
+    with RunLock(tmp_path, "the first run"):
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "train.py"), *TASKS["cls"], *TINY,
+             f"hydra.run.dir={tmp_path}"],
+            capture_output=True, text=True, cwd=ROOT, timeout=300,
+        )  # fmt: skip
+    assert proc.returncode == RunFolderBusy.exit_code, proc.stderr[-2000:]
+    assert "the first run" in proc.stderr
+    assert record.read_text() == "the first run's config\n"
 
 
 def test_a_lock_left_by_a_killed_run_does_not_block(tmp_path):
@@ -254,6 +290,25 @@ def test_a_lock_left_by_a_killed_run_does_not_block(tmp_path):
     with RunLock(tmp_path):  # the file is there, but no process holds the lock
         pass
     assert not (tmp_path / "run.lock").exists()
+
+
+def test_a_lock_file_unlinked_by_the_run_before_is_locked_anew(tmp_path, monkeypatch):
+    # The run before unlinks run.lock as it ends: a run that opened the old file before
+    # that must not hold a lock nobody else can see; it locks the file at the path.
+    import fcntl
+
+    flock, calls = fcntl.flock, []
+
+    def released_meanwhile(fd, op):
+        calls.append(fd)
+        if len(calls) == 1:
+            (tmp_path / "run.lock").unlink()
+        return flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", released_meanwhile)
+    with RunLock(tmp_path) as lock:
+        assert len(calls) == 2
+        assert os.path.samestat(os.fstat(lock._fd), os.stat(tmp_path / "run.lock"))
 
 
 def test_a_lock_held_by_another_process_is_refused(tmp_path):
@@ -322,19 +377,20 @@ def test_a_signal_before_training_stops_at_once():
         stop.uninstall()
 
 
-def test_a_run_stopped_after_an_epoch_resumes_exactly(tmp_path, monkeypatch):
-    # A crash in epoch 1 with no mid-epoch checkpoint: the resume starts from epoch 0's end.
+def crash_and_resume(tmp_path, monkeypatch, base: list[str], epoch: int, step: int) -> Path:
+    """Trains `base` uninterrupted into whole/, and again crashing (an exception, in process)
+    at batch `step` of `epoch` into crashed/, then resumes that from its last.ckpt into
+    resumed/. Returns the crashed run's last.ckpt."""
     import lightning as L
 
     import rnn_tasks.train as train_module
 
     class Crash(L.Callback):
-        def on_train_batch_end(self, trainer, *args):
-            if trainer.current_epoch == 1 and trainer.global_step % 22 == 5:
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.current_epoch == epoch and batch_idx == step:
                 raise KeyError("crash")
 
     build = train_module.build_trainer
-    base = ["task=cls", *TINY, "trainer.max_epochs=3", "checkpoint_every_minutes=null"]
     train(make_cfg(tmp_path / "whole", base))
 
     def crashing(cfg, output_dir, started):
@@ -347,8 +403,39 @@ def test_a_run_stopped_after_an_epoch_resumes_exactly(tmp_path, monkeypatch):
         train(make_cfg(tmp_path / "crashed", base))
     monkeypatch.setattr(train_module, "build_trainer", build)
     last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["epoch"] == 0
     train(make_cfg(tmp_path / "resumed", [*base, f"ckpt_path={last}"]))
+    return last
+
+
+def test_a_run_stopped_after_an_epoch_resumes_exactly(tmp_path, monkeypatch):
+    # A crash in epoch 1 with no mid-epoch checkpoint: the resume starts from epoch 0's end.
+    base = ["task=cls", *TINY, "trainer.max_epochs=3", "checkpoint_every_minutes=null"]
+    last = crash_and_resume(tmp_path, monkeypatch, base, epoch=1, step=5)
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert_same_run(tmp_path / "resumed", tmp_path / "whole")
+
+
+def learning_rates(out: Path) -> list[str]:
+    return [r["lr-Adam"] for r in logged(out) if r.get("lr-Adam")]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [["task.lr_milestones=[1,2]"], ["task.lr_patience=0", "task.lr=0.3"]],
+    ids=["milestones", "plateau"],
+)
+def test_a_resumed_epoch_still_steps_the_learning_rate_schedule(tmp_path, monkeypatch, schedule):
+    # Lightning skips the epoch-end scheduler step of an epoch it resumed mid-way; the
+    # resumed run must still decay the rate where the uninterrupted one did.
+    base = ["task=cls", *TINY, "trainer.max_epochs=3", "checkpoint_every_minutes=null",
+            "checkpoint_every_steps=3", *schedule]  # fmt: skip
+    last = crash_and_resume(tmp_path, monkeypatch, base, epoch=1, step=4)
+    assert torch.load(last, weights_only=True)["epoch"] == 1  # mid-epoch 1
+    rates = learning_rates(tmp_path / "whole")
+    assert len(set(rates)) > 1, f"the schedule never decayed: {rates}"  # the test can fail
+    assert learning_rates(tmp_path / "resumed") == rates
+    recorded = OmegaConf.load(tmp_path / "resumed" / ".hydra" / "overrides.yaml")
+    assert f"ckpt_path={last}" in recorded  # the run's record, written under its lock
     assert_same_run(tmp_path / "resumed", tmp_path / "whole")
 
 

@@ -10,8 +10,8 @@ from os import PathLike
 import torch
 
 from ..text import pad_chars
+from ..text.batching import pad_right
 from ..text.pipeline import TOKENIZERS
-from .batching import pad_right
 from .readers import read_labelled_tsv
 from .sources import load_spam
 from .words import WordsDataModule

@@ -6,7 +6,7 @@ from functools import partial
 from os import PathLike
 
 from ..text import pad_chars
-from .batching import IGNORE_INDEX, pad_right
+from ..text.batching import IGNORE_INDEX, pad_right
 from .readers import read_conllu
 from .sources import TagColumn, check_choice, load_pos
 from .words import WordsDataModule

@@ -6,7 +6,8 @@ from typing import ClassVar, Literal
 
 import lightning as L
 import torch
-from torchmetrics import Metric
+from torch import Tensor
+from torchmetrics import MeanMetric, Metric
 
 from .. import __version__
 from ..models import Encoder
@@ -35,7 +36,24 @@ class RecurrentTask(L.LightningModule):
         lr_milestones: epochs at whose start the learning rate is multiplied by `lr_decay`
             (`MultiStepLR`, Zaremba et al. 2014's schedule), instead of on a plateau:
             a run with a fixed time budget anneals when it still has epochs left.
+
+    Training loss: `train/loss` is its mean over the epoch, weighted as the loss is (words,
+    messages, tokens), logged at the epoch's end; `train/loss_step` is the batch's loss, on
+    the progress bar and in metrics.csv every `log_every_n_steps`.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_loss = MeanMetric()  # exact over the epoch, not sampled every N steps
+
+    def log_train_loss(self, loss: Tensor, weight: int) -> None:
+        """In `training_step`: `loss` is the mean over `weight` words, messages or tokens."""
+        self.log("train/loss_step", loss, prog_bar=True)
+        self.train_loss.update(loss.detach(), weight)
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss", self.train_loss.compute())
+        self.train_loss.reset()
 
     task_name: ClassVar[str]
 

@@ -118,7 +118,10 @@ class ClassificationTask(EncoderTask):
     def _step(self, batch: dict, stage: str) -> Tensor:
         logits = self.model(batch["tokens"], batch["lengths"], batch.get("chars"))  # (B, C)
         loss = F.cross_entropy(logits, batch["label"], weight=self.class_weight)
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=len(logits))
+        if stage == "train":
+            self.log_train_loss(loss, len(logits))
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits))
         self.metrics[f"{stage}_metrics"].update(logits, batch["label"])
         return loss
 
@@ -141,6 +144,7 @@ class ClassificationTask(EncoderTask):
         self.metrics[f"{stage}_metrics"].reset()
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:

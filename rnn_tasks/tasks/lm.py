@@ -102,7 +102,7 @@ class LanguageModelTask(RecurrentTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["target"].numel())
+        self.log_train_loss(loss, batch["target"].numel())
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -157,6 +157,7 @@ class LanguageModelTask(RecurrentTask):
         self._start("test")
 
     def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
         self._end("train")
 
     def on_validation_epoch_end(self) -> None:

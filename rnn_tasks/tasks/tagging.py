@@ -86,10 +86,12 @@ class TaggingTask(EncoderTask):
         tags = batch["tags"].flatten()
         loss = F.cross_entropy(logits, tags, ignore_index=IGNORE)
         n = int((tags != IGNORE).sum())
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", batch_size=n)
         self.metrics[f"{stage}_acc"].update(logits, tags)
-        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
-        if stage != "train":
+        if stage == "train":  # the epoch's loss and accuracy: on_train_epoch_end
+            self.log_train_loss(loss, n)
+        else:
+            self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=n)
+            self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
             self.metrics[f"{stage}_tag_acc"].update(logits, tags)
             tokens = batch["tokens"].flatten()
             unseen = tokens == self.vocab.unk_id
@@ -123,6 +125,11 @@ class TaggingTask(EncoderTask):
             if metric.update_called:  # a split may have no unseen word at all
                 self.log(f"{stage}/acc_{part}", metric.compute())
             metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log("train/acc", self.metrics["train_acc"].compute())
+        self.metrics["train_acc"].reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_breakdown("val")
