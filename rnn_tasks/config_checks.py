@@ -131,6 +131,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "flush_denormal": NULL | FLAG,
     "ckpt_path": NULL | TEXT,
     "results": NULL | TEXT,
+    "data_root": TEXT,
     # lightning.Trainer
     "trainer.accelerator": one_of("cpu", "gpu", "cuda", "mps", "auto"),
     "trainer.devices": DEVICES,

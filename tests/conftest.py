@@ -1,10 +1,22 @@
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).parents[1]
+# The benchmark data beside the checkout, as configs/train.yaml's `data_root` finds it.
+DATA = Path(os.environ.get("RNN_TASKS_DATA") or ROOT.parent / "shared" / "data").resolve()
+
+
+def pytest_runtest_setup(item):
+    """`@pytest.mark.needs_data("ptb")`: skipped, saying what is missing, where the local
+    copy of that benchmark data is not (pytest -ra lists the reasons)."""
+    for marker in item.iter_markers("needs_data"):
+        for name in marker.args:
+            if not (DATA / name).exists():
+                pytest.skip(f"needs the benchmark data {DATA / name} (set RNN_TASKS_DATA)")
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,13 @@
 """The three DataModules on tiny files: batches, padding, adoption, BPTT windows."""
 
-from pathlib import Path
-
 import datasets
 import pytest
 import torch
+from conftest import DATA
 
 from rnn_tasks.data import ClassificationDataModule, LMDataModule, TaggingDataModule, hub
 from rnn_tasks.data.errors import DataFormatError
 from rnn_tasks.text import Vocab
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def write_conllu(path, sentences):
@@ -327,7 +324,7 @@ def test_lm_adopt_max_lines_and_test_file(ptb_dir, tmp_path_factory):
         short.test_dataloader()
 
 
-@pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason="no local PTB copy")
+@pytest.mark.needs_data("ptb")
 def test_real_ptb_counts():
     dm = LMDataModule(path=str(DATA / "ptb"))
     dm.setup()
@@ -340,7 +337,7 @@ def test_real_ptb_counts():
     assert len(dm.train_dataloader()) == -(-(929_589 // 20 - 1) // 35)
 
 
-@pytest.mark.skipif(not (DATA / "ud_en_ewt").is_dir(), reason="no local UD English-EWT copy")
+@pytest.mark.needs_data("ud_en_ewt")
 def test_real_ud_english_ewt_datamodule():
     dm = TaggingDataModule(path=str(DATA / "ud_en_ewt"))
     dm.setup()
@@ -350,7 +347,7 @@ def test_real_ud_english_ewt_datamodule():
     assert len(dm.val_dataloader().dataset) == 2_001
 
 
-@pytest.mark.skipif(not (DATA / "sms_spam").is_dir(), reason="no local SMS Spam Collection")
+@pytest.mark.needs_data("sms_spam")
 def test_real_sms_spam_datamodule():
     dm = ClassificationDataModule(path=str(DATA / "sms_spam"))
     dm.setup()

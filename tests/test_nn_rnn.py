@@ -285,3 +285,25 @@ def test_a_module_without_biases_stays_without_them(module):
     assert biases and all(not p.requires_grad and not p.any() for p in biases)
     ours(torch.randn(B, T, D))[0].sum().backward()
     assert all(p.grad is None for p in biases)  # an optimiser leaves them at zero
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("bptt", ["manual", "autograd"])
+def test_unroll_computes_the_lectures_forward_rnn(cell, bptt):
+    # forward_rnn is the definition (one cell call per step); unroll, the fast path,
+    # must give the same states and the same gradients.
+    from rnn_tasks.nn import forward_rnn, unroll
+
+    torch.manual_seed(0)
+    layer = RNN(5, 6, cell=cell, bptt=bptt).double()
+    step = layer.cells[0]
+    x = torch.randn(7, 3, 5, dtype=torch.double, requires_grad=True)
+    h0 = torch.zeros(3, 6, dtype=torch.double)
+    state = (h0, h0.clone()) if cell == "lstm" else h0
+    ours, final = unroll(step, x, state, bptt=bptt)
+    theirs, their_final = forward_rnn(step, x, state)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(final, their_final)
+    (g_ours,) = torch.autograd.grad(ours.square().sum(), x)
+    (g_theirs,) = torch.autograd.grad(theirs.square().sum(), x)
+    torch.testing.assert_close(g_ours, g_theirs)

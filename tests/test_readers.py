@@ -1,14 +1,12 @@
 """Local file parsers: CoNLL-U, labelled TSV, text lines."""
 
 import pickle
-from pathlib import Path
 
 import pytest
+from conftest import DATA
 
 from rnn_tasks.data.errors import DataFormatError
 from rnn_tasks.data.readers import read_conllu, read_labelled_tsv, read_lines
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def row(i, form, upos="NOUN", xpos="NN"):
@@ -134,7 +132,7 @@ def test_read_lines(tmp_path):
     assert read_lines(f) == ["a b", "c"]
 
 
-@pytest.mark.skipif(not (DATA / "ud_en_ewt").is_dir(), reason="no local UD English-EWT copy")
+@pytest.mark.needs_data("ud_en_ewt")
 def test_real_ud_english_ewt_counts():
     train = read_conllu(DATA / "ud_en_ewt" / "en_ewt-ud-train.conllu")
     dev = read_conllu(DATA / "ud_en_ewt" / "en_ewt-ud-dev.conllu")
@@ -143,7 +141,7 @@ def test_real_ud_english_ewt_counts():
     assert len({t for s in train for t in s["upos"]}) == 17
 
 
-@pytest.mark.skipif(not (DATA / "sms_spam").is_dir(), reason="no local SMS Spam Collection")
+@pytest.mark.needs_data("sms_spam")
 def test_real_sms_spam_counts():
     examples = read_labelled_tsv(DATA / "sms_spam" / "SMSSpamCollection")
     assert len(examples) == 4_445

@@ -5,16 +5,14 @@ import socket
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import datasets
 import pytest
+from conftest import DATA
 
 from rnn_tasks.data import DatasetUnavailableError, hub
 from rnn_tasks.data.sources import duplicate_key, load_lm_corpus, load_pos, load_spam
 from rnn_tasks.data.splits import random_split, stratified_split
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def conllu(sentences):
@@ -319,7 +317,7 @@ def test_wikitext_from_hub_drops_empty_lines(fake_hub):
 # --- the real local copies -----------------------------------------------------------------
 
 
-@pytest.mark.skipif(not (DATA / "sms_spam").is_dir(), reason="no local SMS Spam Collection")
+@pytest.mark.needs_data("sms_spam")
 def test_real_sms_spam_stratified():
     ds = load_spam(path=str(DATA / "sms_spam"))
     assert sum(ds[s].num_rows for s in ds) == 4_445
@@ -330,7 +328,7 @@ def test_real_sms_spam_stratified():
         )
 
 
-@pytest.mark.skipif(not (DATA / "ptb").is_dir(), reason="no local PTB copy")
+@pytest.mark.needs_data("ptb")
 def test_real_ptb_files_match_the_treebank_package():
     local = load_lm_corpus("ptb", path=str(DATA / "ptb"))
     packaged = load_lm_corpus("ptb")

@@ -2,17 +2,15 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA
 
 from rnn_tasks.data.readers import read_conllu
 from rnn_tasks.text import Vocab, lookup_keys, split_words, tokenize, tokenize_ud, word_ids
 
-EWT_DEV = (
-    Path(__file__).parents[1] / ".." / "shared" / "data" / "ud_en_ewt" / "en_ewt-ud-dev.conllu"
-)
+EWT_DEV = DATA / "ud_en_ewt" / "en_ewt-ud-dev.conllu"
 
 
 def test_build_orders_specials_then_frequency_then_alphabet():
@@ -186,7 +184,7 @@ def test_tokenize_ud_splits_as_english_treebanks_do(text, tokens):
     assert tokenize_ud(text) == tokens
 
 
-@pytest.mark.skipif(not EWT_DEV.is_file(), reason="no local UD English-EWT copy")
+@pytest.mark.needs_data("ud_en_ewt")
 def test_tokenize_ud_gives_most_ewt_dev_sentences_their_gold_words():
     texts, gold = [], []
     for line in EWT_DEV.read_text(encoding="utf-8").splitlines():

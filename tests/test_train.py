@@ -226,6 +226,12 @@ def test_experiment_configs_compose_and_name_their_results(tmp_path, name):
     assert (cfg.data.path or "").startswith("../shared/data/") or cfg.data.get("name") == "ptb"
 
 
+def test_data_root_moves_every_experiments_data(tmp_path, monkeypatch):
+    assert make_cfg(tmp_path, ["experiment=ud_pos", "data_root=/d"]).data.path == "/d/ud_en_ewt"
+    monkeypatch.setenv("RNN_TASKS_DATA", "/mnt/corpora")
+    assert make_cfg(tmp_path, ["experiment=sms_spam"]).data.path == "/mnt/corpora/sms_spam"
+
+
 def test_the_glove_experiment_reads_what_glove_from_pypi_writes(tmp_path, load_script):
     module = load_script("scripts/glove_from_pypi.py")
     cfg = make_cfg(tmp_path, ["experiment=ud_pos_glove"])
@@ -334,3 +340,10 @@ def test_an_ensemble_resumes_in_its_folder_and_not_from_ckpt_path(tmp_path):
         )
     with pytest.raises(ValueError, match="not language models"):  # before any training
         train_ensemble(make_cfg(tmp_path / "lm", ["task=lm", "ensemble_size=2"]))
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_a_cell_config_is_the_one_model_config_with_its_cell(tmp_path, cell):
+    named = make_cfg(tmp_path, ["task=cls", f"model={cell}"]).model
+    chosen = make_cfg(tmp_path, ["task=cls", "model=rnn", f"model.cell={cell}"]).model
+    assert named == chosen and named.cell == cell

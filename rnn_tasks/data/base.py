@@ -64,13 +64,14 @@ class TextDataModule(L.LightningDataModule):
 
     def __init__(
         self,
+        *,
         batch_size: int,
-        eval_batch_size: int | None,
-        num_workers: int,
-        min_freq: int,
-        max_vocab_size: int | None,
-        seed: int,
-        test_file: str | PathLike | None,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        min_freq: int = 1,
+        max_vocab_size: int | None = None,
+        seed: int = 0,
+        test_file: str | PathLike | None = None,
     ) -> None:
         super().__init__()
         _positive(batch_size=batch_size, eval_batch_size=eval_batch_size, min_freq=min_freq)

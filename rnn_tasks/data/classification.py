@@ -62,6 +62,7 @@ class ClassificationDataModule(WordsDataModule):
     def __init__(
         self,
         path: str | None = None,
+        *,
         hub: str | None = "ucirvine/sms_spam",
         builtin: bool = False,
         val_fraction: float = 0.1,
@@ -80,17 +81,17 @@ class ClassificationDataModule(WordsDataModule):
         test_file: str | None = None,
     ) -> None:
         super().__init__(
-            lowercase,
-            zero_digits,
-            pretrained_words,
-            pretrained_words_limit,
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            min_freq,
-            max_vocab_size,
-            seed,
-            test_file,
+            lowercase=lowercase,
+            zero_digits=zero_digits,
+            pretrained_words=pretrained_words,
+            pretrained_words_limit=pretrained_words_limit,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            min_freq=min_freq,
+            max_vocab_size=max_vocab_size,
+            seed=seed,
+            test_file=test_file,
         )
         self.path = path
         self.hub = hub

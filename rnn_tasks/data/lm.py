@@ -52,6 +52,7 @@ class LMDataModule(TextDataModule):
         self,
         name: LMName = "ptb",
         path: str | None = None,
+        *,
         hub: str | None = None,
         hub_config: str | None = None,
         lowercase: bool = False,
@@ -66,7 +67,13 @@ class LMDataModule(TextDataModule):
         test_file: str | None = None,
     ) -> None:
         super().__init__(
-            batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            min_freq=min_freq,
+            max_vocab_size=max_vocab_size,
+            seed=seed,
+            test_file=test_file,
         )
         check_choice("name", name, get_args(LMName))
         if bptt < 1 or (max_lines is not None and max_lines < 1):

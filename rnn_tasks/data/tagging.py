@@ -59,6 +59,7 @@ class TaggingDataModule(WordsDataModule):
     def __init__(
         self,
         path: str | None = None,
+        *,
         hub: str | None = "commul/universal_dependencies",
         hub_config: str | None = "en_ewt",
         builtin: bool = False,
@@ -76,17 +77,17 @@ class TaggingDataModule(WordsDataModule):
         test_file: str | None = None,
     ) -> None:
         super().__init__(
-            lowercase,
-            zero_digits,
-            pretrained_words,
-            pretrained_words_limit,
-            batch_size,
-            eval_batch_size,
-            num_workers,
-            min_freq,
-            max_vocab_size,
-            seed,
-            test_file,
+            lowercase=lowercase,
+            zero_digits=zero_digits,
+            pretrained_words=pretrained_words,
+            pretrained_words_limit=pretrained_words_limit,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            min_freq=min_freq,
+            max_vocab_size=max_vocab_size,
+            seed=seed,
+            test_file=test_file,
         )
         check_choice("tag_column", tag_column, ("upos", "xpos"))
         self.path = path

@@ -32,14 +32,15 @@ class WordsDataModule(TextDataModule):
 
     def __init__(
         self,
+        *,
         lowercase: bool,
         zero_digits: bool,
         pretrained_words: str | None,
         pretrained_words_limit: int,
-        *base_args,
+        **base,
     ) -> None:
-        """``base_args``: `TextDataModule`'s arguments, in its order."""
-        super().__init__(*base_args)
+        """``base``: `TextDataModule`'s arguments (batch sizes, workers, vocabulary, seed)."""
+        super().__init__(**base)
         limit = pretrained_words_limit
         if pretrained_words is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"pretrained_words_limit must be a whole number >= 1, got {limit!r}")

@@ -3,8 +3,10 @@
 Shapes are time-major here: T time, B batch, D input, H hidden. (The memory behind them may
 be batch-first: `RNN` passes `x.transpose(0, 1)`, and the kernels keep that memory order.)
 
-`unroll(cell, x, state, mask, reverse, bptt)` returns every step's state (T, B, H) and the
-final state. Two implementations of the same function:
+`forward_rnn(cell, x, state)` is the lecture's loop as written, one `cell(x_t, h)` per step.
+`unroll(cell, x, state, mask, reverse, bptt)` computes the same, with padding and either
+direction, and returns every step's state (T, B, H) and the final state. Two
+implementations of the same function:
 
 - `bptt="manual"`: the hand-written backward pass of `rnn_tasks.nn.bptt` (the default;
   faster, since the weight gradients become one matmul over the whole sequence). When no
@@ -34,6 +36,23 @@ from .cells import ElmanCell, GRUCell, LSTMCell, LSTMState, _Cell
 
 BPTT = Literal["manual", "autograd"]
 BPTT_MODES = ("manual", "autograd")
+
+
+def forward_rnn(
+    cell: _Cell, x: Tensor, state: Tensor | LSTMState | None = None
+) -> tuple[Tensor, Tensor | LSTMState]:
+    """The lecture's FORWARDRNN, as written: for t = 1..T, `h_t = cell(x_t, h_{t-1})`.
+
+    `x` is (T, B, D), time first; returns every step's `h_t` (T, B, H) and the final state.
+    No padding, one direction, autograd for the backward pass: the definition that
+    `unroll` (one input matmul for all steps, the hand-written BPTT) must agree with
+    (tests/test_nn_rnn.py, docs/lecture.md).
+    """
+    outputs = []
+    for x_t in x:  # (B, D): the input at step t
+        h_t, state = cell(x_t, state)  # state: h_{t-1} in, h_t out (LSTM: (h, c))
+        outputs.append(h_t)
+    return torch.stack(outputs), state
 
 
 def unroll(
