@@ -71,11 +71,11 @@ def run_stopped(err: BaseException) -> int | None:
 
 def is_user_error(err: BaseException) -> bool:
     """One of `USER_ERRORS`, or `DatasetUnavailableError` (the data is not where it was
-    asked for). A `ValueError` counts only when rnn_tasks raised it (its messages are
-    written for the user); one raised inside torch or Lightning is a bug and keeps its
-    traceback."""
+    asked for). A `ValueError` counts only when rnn_tasks (or OmegaConf, on a config
+    value) raised it: their messages are written for the user; one raised inside torch or
+    Lightning is a bug and keeps its traceback."""
     if isinstance(err, ValueError) and not raised_here(err):
-        return False
+        return isinstance(err, OmegaConfBaseException)  # a config value OmegaConf refused
     if isinstance(err, USER_ERRORS):
         return True
     # Not imported here: rnn_tasks.data imports `datasets` (seconds), which predict.py and

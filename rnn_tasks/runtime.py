@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -12,11 +13,23 @@ from omegaconf import OmegaConf
 
 from .errors import ConfigError
 
+# Library warnings that do not hold here, or that a user can do nothing about: metrics.csv
+# rows are carried over by `resume.prepend_metrics` (a new run refuses a folder with another
+# run's checkpoints); `train/loss` is the epoch's mean however few steps an epoch has; and
+# Lightning's own use of a torch API torch deprecated.
+QUIET = (
+    "Experiment logs directory .* exists and is not empty",
+    "The number of training batches",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
 
 def set_up_process(threads: int | None = None, flush_denormal: bool | None = None) -> None:
     """`threads`: torch's CPU threads (None keeps torch's default, every core).
     `flush_denormal`: treat denormal floats as zero on CPU (None leaves it as it is)."""
     one_console_handler()
+    for message in QUIET:
+        warnings.filterwarnings("ignore", message=message)
     if threads:
         torch.set_num_threads(threads)
     if flush_denormal is not None:

@@ -15,7 +15,6 @@ import os
 import platform
 import subprocess
 import time
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -148,16 +147,8 @@ def build_task(cfg: DictConfig, datamodule):
     return partial(**datamodule.metadata(), data=data)
 
 
-# Lightning's warnings that do not hold here: metrics.csv rows are carried over by
-# `prepend_metrics` (a new run refuses a folder with another run's checkpoints), and
-# `train/loss` is the epoch's mean however few steps an epoch has.
-QUIET = ("Experiment logs directory .* exists and is not empty", "The number of training batches")
-
-
 def build_trainer(cfg: DictConfig, output_dir: Path, started: float) -> L.Trainer:
     check_logger_available(cfg)
-    for message in QUIET:
-        warnings.filterwarnings("ignore", message=message)
     checkpoints = output_dir / "checkpoints"
     last = LastCheckpoint(
         checkpoints / "last.ckpt", cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes

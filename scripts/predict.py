@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> None:
             predict_file(predictor, task.task_name, cfg.input, cfg.output, cfg.format,
                          cfg.probs, cfg.progress)  # fmt: skip
             return
-        print(json.dumps(predict_text(task, text, cfg), indent=2, ensure_ascii=False))
+        print(json.dumps(predict_text(task, text, cfg), ensure_ascii=False))  # one line, as jq
 
 
 def predict_text(task, text: str, cfg: DictConfig):

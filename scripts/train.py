@@ -25,8 +25,11 @@ def main(cfg: DictConfig) -> float | None:
         from rnn_tasks.train import train
         from rnn_tasks.train_ensemble import train_ensemble
 
-        # As typed: `${...}` in an override is not resolved here.
-        overrides = OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False)
+        # As typed: `${...}` in an override is not resolved here. Hydra's own settings the
+        # user gave (hydra.run.dir=...) too, so the command reruns the run where it ran.
+        typed = HydraConfig.get().overrides
+        hydra_args = [o for o in typed.hydra if not o.startswith("hydra.mode=")]
+        overrides = [*OmegaConf.to_container(typed.task, resolve=False), *hydra_args]
         run = train_ensemble if cfg.ensemble_size > 1 else train
         command = shlex.join(["python", "scripts/train.py", *overrides])  # pastes into a shell
         metrics = run(cfg, command=command)

@@ -41,6 +41,7 @@ def pos_run(tmp_path_factory):
 def test_train_writes_checkpoints_logs_and_metrics(lm_run):
     summary = json.loads((lm_run / "metrics.json").read_text())
     assert summary["command"].startswith("python scripts/train.py task=lm")
+    assert summary["command"].endswith(f"hydra.run.dir={lm_run}")  # reruns where it ran
     assert summary["metrics"]["test/ppl"] > 1 and summary["perf"]["tokens_per_s"] > 0
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (lm_run / "checkpoints").iterdir()}
     assert (lm_run / "metrics.csv").is_file()
