@@ -55,6 +55,7 @@ class ClassificationTask(EncoderTask):
         vocab: dict,
         labels: list[str],
         model: dict,
+        *,
         chars: dict | None = None,
         class_counts: list[int] | None = None,
         class_weighting: ClassWeighting = "none",

@@ -63,6 +63,7 @@ class LanguageModelTask(RecurrentTask):
         self,
         vocab: dict,
         model: dict,
+        *,
         boundary: str = "<eos>",
         lowercase: bool = False,
         optimizer: str = "sgd",

@@ -41,6 +41,7 @@ class TaggingTask(EncoderTask):
         vocab: dict,
         tags: list[str],
         model: dict,
+        *,
         chars: dict | None = None,
         lowercase: bool = False,
         zero_digits: bool = False,
