@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import ClassVar, Literal
 
 import lightning as L
@@ -27,7 +28,8 @@ class RecurrentTask(L.LightningModule):
     """Base of the three tasks. Hyperparameters are plain types (see `save_hyperparameters`
     in the subclasses), so checkpoints load with `torch.load(weights_only=True)`.
 
-    Optimiser arguments (every subclass takes them):
+    Optimiser arguments (every subclass takes them as keywords, `**optimization`;
+    `configs/optimizer/*.yaml` sets them; those not given take the class's `optimization`):
         optimizer: "sgd", "adam" or "adamw".
         lr, weight_decay, momentum (SGD only).
         lr_decay: multiply the learning rate by this when `val/loss` stops improving
@@ -56,9 +58,30 @@ class RecurrentTask(L.LightningModule):
         self.train_loss.reset()
 
     task_name: ClassVar[str]
+    # The optimiser settings a task takes when not given (configs/optimizer/adam.yaml's).
+    optimization: ClassVar[dict] = {
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "lr_decay": 0.5,
+        "lr_patience": 1,
+        "lr_milestones": None,
+    }
 
     def _check_optimizer(self) -> None:
+        """After `save_hyperparameters`: the optimiser settings a subclass took through
+        `**optimization` are known ones, and the missing take their defaults (saved too)."""
         hp = self.hparams
+        named = inspect.signature(type(self).__init__).parameters
+        unknown = sorted(k for k in hp if k not in named and k not in self.optimization)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected arguments {unknown}; its optimiser "
+                f"settings are {sorted(self.optimization)}"
+            )
+        for key, value in self.optimization.items():
+            hp.setdefault(key, value)
         check_choice("optimizer", hp.optimizer, OPTIMIZERS)
         if hp.lr <= 0:
             raise ValueError(f"lr must be > 0, got {hp.lr}")

@@ -45,7 +45,7 @@ class ClassificationTask(EncoderTask):
         lowercase: whether the data lowercased text before the vocabulary lookup.
         zero_digits: whether the data read digits as 0 in the vocabulary lookup.
         embeddings: {"path": ..., "freeze": ...}, see `EncoderTask`.
-        **optim: see `RecurrentTask`.
+        **optimization: the optimiser and its schedule, see `RecurrentTask`.
     """
 
     task_name = "cls"
@@ -63,14 +63,8 @@ class ClassificationTask(EncoderTask):
         lowercase: bool = True,
         zero_digits: bool = False,
         embeddings: dict | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        lr_decay: float = 0.5,
-        lr_patience: int = 1,
-        lr_milestones: list[int] | None = None,
         data: dict | None = None,
+        **optimization,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -54,10 +54,13 @@ class LanguageModelTask(RecurrentTask):
             each sentence, so it is also the state from which the next sentence starts:
             it plays both the lecture's `</s>` and `<s>`.
         lowercase: lowercase text given to `next_words` / `generate`, as the data was.
-        **optim: see `RecurrentTask`.
+        **optimization: the optimiser and its schedule, see `RecurrentTask`.
     """
 
     task_name = "lm"
+    # pytorch/examples word_language_model (configs/optimizer/sgd.yaml)
+    optimization = {**RecurrentTask.optimization, "optimizer": "sgd", "lr": 20.0,
+                    "lr_decay": 0.25, "lr_patience": 0}  # fmt: skip
 
     def __init__(
         self,
@@ -66,14 +69,8 @@ class LanguageModelTask(RecurrentTask):
         *,
         boundary: str = "<eos>",
         lowercase: bool = False,
-        optimizer: str = "sgd",
-        lr: float = 20.0,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        lr_decay: float = 0.25,
-        lr_patience: int = 0,
-        lr_milestones: list[int] | None = None,
         data: dict | None = None,
+        **optimization,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -31,7 +31,7 @@ class TaggingTask(EncoderTask):
         lowercase: whether the data lowercased words before the vocabulary lookup.
         zero_digits: whether the data read digits as 0 in the vocabulary lookup.
         embeddings: {"path": ..., "freeze": ...}, see `EncoderTask`.
-        **optim: see `RecurrentTask`.
+        **optimization: the optimiser and its schedule, see `RecurrentTask`.
     """
 
     task_name = "pos"
@@ -46,14 +46,8 @@ class TaggingTask(EncoderTask):
         lowercase: bool = False,
         zero_digits: bool = False,
         embeddings: dict | None = None,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        lr_decay: float = 0.5,
-        lr_patience: int = 1,
-        lr_milestones: list[int] | None = None,
         data: dict | None = None,
+        **optimization,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
