@@ -190,6 +190,6 @@ class LastCheckpoint(L.Callback):
         done = batch_idx + 1
         if done >= trainer.num_training_batches or done % trainer.val_check_batch == 0:
             return None
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume
         self._saved_at = time.perf_counter()
         return self.path

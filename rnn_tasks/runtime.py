@@ -20,6 +20,7 @@ from .errors import ConfigError
 QUIET = (
     "Experiment logs directory .* exists and is not empty",
     "The number of training batches",
+    "You're resuming from a checkpoint that ended before the epoch ended",  # ExactResume does
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )
 

@@ -226,15 +226,14 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     check_writable(output_dir)
     first_process = int(os.environ.get("LOCAL_RANK", 0)) == 0  # DDP's others share its folder
     with RunLock(output_dir, command) if first_process else contextlib.nullcontext():
-        if first_process:
-            record_run_config(cfg, output_dir)
         return _train(cfg, command, start, revision, output_dir)
 
 
 def record_run_config(cfg: DictConfig, output_dir: Path) -> None:
     """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as Hydra writes them, but
-    written here, once the run holds its folder's lock (configs/train.yaml turns Hydra's own
-    off): a second run refused at the lock must not replace the first run's record."""
+    written here, once the run holds its folder's lock and its checks passed
+    (configs/train.yaml turns Hydra's own off): a run refused there must not replace the
+    record of the run the folder holds."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -260,6 +259,8 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         carried = carried_metrics(cfg.ckpt_path, checkpoint)
     else:
         check_no_earlier_run(output_dir)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # the run is accepted: now its record
+        record_run_config(cfg, output_dir)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
     if checkpoint is not None:

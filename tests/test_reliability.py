@@ -8,6 +8,7 @@ epoch; each compares the resumed run with one that was never stopped.
 import csv
 import errno
 import json
+import logging
 import os
 import pickle
 import shlex
@@ -472,3 +473,13 @@ def test_every_row_of_the_fault_table_names_a_test_that_exists():
         name = name.split("[")[0]
         assert f"def {name}(" in (ROOT / "tests" / file).read_text(), row
         previous = f"{file}::{name}"
+
+
+def test_a_mid_epoch_checkpoint_is_saved_whole_and_says_so(tmp_path, caplog):
+    # LastCheckpoint asks for the whole state (optimiser, callbacks) in so many words, not
+    # through Lightning's default, which logs a notice at every save.
+    caplog.set_level(logging.INFO)
+    cfg = make_cfg(tmp_path, ["task=cls", *TINY, "trainer.max_epochs=1", "checkpoint_every_steps=3",
+                              "checkpoint_every_minutes=null"])  # fmt: skip
+    train(cfg)
+    assert "`weights_only` was not set" not in caplog.text

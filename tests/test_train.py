@@ -198,12 +198,14 @@ def test_resuming_on_another_split_is_an_error_that_names_the_setting(tmp_path):
 def test_a_new_run_in_a_folder_with_checkpoints_is_refused(tmp_path):
     pos_run(tmp_path)
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()}
+    record = (tmp_path / ".hydra" / "overrides.yaml").read_text()
     # Lightning would name the new best best-v1.ckpt, leaving best.ckpt the old run's.
     with pytest.raises(
         ValueError, match=r"holds another run's checkpoints \(best.ckpt, last.ckpt\)"
     ):
         pos_run(tmp_path, "model.hidden_size=24")
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints").iterdir()} == before
+    assert (tmp_path / ".hydra" / "overrides.yaml").read_text() == record  # still the first's
 
 
 def test_resuming_another_model_is_an_error_that_names_the_setting(tmp_path):
