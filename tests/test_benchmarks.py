@@ -77,3 +77,22 @@ def test_scores_the_datamodule_split_and_writes_json(tmp_path, monkeypatch, svm)
         sum(r["label"] == "spam" for r in dm._records["test"]),
     )
     assert report["mean_test"]["acc"] == test["acc"]
+
+
+def test_the_strong_anchor_adds_character_ngrams_within_words(svm):
+    # char_wb pads each word with spaces: " ab " gives " a", "ab", "b ", " ab", "ab ",
+    # " ab " (n 2-5); the word part adds "ab".
+    vectorizer = svm.vectorizer_for("word+char").fit(["ab"])
+    names = sorted(n.split("__", 1)[1] for n in vectorizer.get_feature_names_out())
+    assert names == sorted([" a", "ab", "b ", " ab", "ab ", " ab ", "ab"])
+    assert len(svm.vectorizer_for("word").fit(["ab"]).get_feature_names_out()) == 1
+
+
+def test_each_anchor_runs_and_names_itself(tmp_path, svm):
+    data = tmp_path / "sms.tsv"
+    data.write_text(DEMO.read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "lr.json"
+    report = svm.main(["--data", str(data), "--seeds", "3", "--features", "word+char",
+                       "--classifier", "logreg", "--out", str(out)])  # fmt: skip
+    assert "char_wb" in report["model"] and "LogisticRegression" in report["model"]
+    assert 0 <= report["mean_test"]["acc"] <= 1
