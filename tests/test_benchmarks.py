@@ -96,3 +96,15 @@ def test_each_anchor_runs_and_names_itself(tmp_path, svm):
                        "--classifier", "logreg", "--out", str(out)])  # fmt: skip
     assert "char_wb" in report["model"] and "LogisticRegression" in report["model"]
     assert 0 <= report["mean_test"]["acc"] <= 1
+
+
+def test_matmul_backends_measures_every_shape_and_both_agree(tmp_path, load_script):
+    bench = load_script("benchmarks/matmul_backends.py")
+    if not bench.onednn_available():
+        pytest.skip("this torch build has no oneDNN linear")
+    out = tmp_path / "mm.json"
+    report = bench.main(["--threads", "1", "--repeats", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert [r["shape"] for r in report["rows"]] == list(bench.SHAPES)
+    for row in report["rows"]:  # the same product: float32 rounding apart
+        assert row["max_abs_diff"] < 1e-3 and row["ratio_onednn_over_mkl"] > 0
