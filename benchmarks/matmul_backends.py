@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +29,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from rnn_tasks.runtime import cpu_model  # noqa: E402
+
 # name: (rows, inner, outputs)
 SHAPES = {
     "W x, all steps (B 64, T 128, D 512, LSTM H 512)": (64 * 128, 512, 2048),
@@ -89,15 +91,6 @@ def measure(threads: int, repeats: int) -> list[dict]:
     return rows
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                    if line.startswith("Model name"))  # fmt: skip
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -118,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['max_abs_diff']:8.1e}")  # fmt: skip
     report = {
         "command": " ".join(["python benchmarks/matmul_backends.py", *(argv or sys.argv[1:])]),
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "mkldnn_enabled": torch.backends.mkldnn.is_available(),
         "date": time.strftime("%Y-%m-%d"),

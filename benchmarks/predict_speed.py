@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,22 +28,13 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
+from rnn_tasks.runtime import cpu_model  # noqa: E402
 from rnn_tasks.train import build_datamodule, build_task, git_revision  # noqa: E402
 
 CASES = {  # name: (experiment, split, the texts of a split's records)
     "tagging, EWT dev": ("ud_pos", "validation", lambda r: r["tokens"]),
     "spam, SMS messages": ("sms_spam", "validation", lambda r: r["text"]),
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build(experiment: str, split: str, texts_of):

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from rnn_tasks.nn import RNN  # noqa: E402
+from rnn_tasks.runtime import cpu_model  # noqa: E402
 
 TORCH_CLASSES = {"elman": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"elman": 1, "gru": 3, "lstm": 4}
@@ -190,14 +191,6 @@ def environment(threads: int) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git_revision": git("rev-parse", "HEAD"),
@@ -205,7 +198,7 @@ def environment(threads: int) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": threads,
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         # Other processes share the CPUs; a high load average means noisier times.

@@ -35,6 +35,7 @@ from safetensors.torch import load_model as _load_weights
 from safetensors.torch import save_model as _save_weights
 from torch import Tensor, nn
 
+from .files import new_file_mode
 from .inference import ClassifierPredictor, LMPredictor, TaggerPredictor
 from .models import CharEncoder, FeedForwardLM, LanguageModel
 from .specs import MODELS, TASKS, model_spec
@@ -71,9 +72,7 @@ def save_export(task, out: str | Path) -> dict[str, Path]:
     weights = out / WEIGHTS
     # save_model (not save_file): tied weights (`tie_weights`) are stored once.
     _save_weights(model, str(weights), metadata={"format": FORMAT})
-    mask = os.umask(0o022)  # safetensors writes 0600; give it what any new file gets
-    os.umask(mask)
-    os.chmod(weights, 0o666 & ~mask)
+    os.chmod(weights, new_file_mode())  # safetensors writes 0600
     config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -25,6 +25,8 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .files import new_file_mode
+
 log = logging.getLogger(__name__)
 
 
@@ -156,7 +158,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from others
+            os.chmod(tmp, new_file_mode())  # mkstemp's 0600 would hide it from others
             os.replace(tmp, path)
         except OSError as err:
             if tmp is not None:
@@ -177,12 +179,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
                 f"{path} is not a checkpoint that torch.load(weights_only=True) can read "
                 f"({type(err).__name__}): refused"
             ) from err
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_writable(folder: Path) -> None:

@@ -4,6 +4,7 @@ handler for log lines, and text settings read as typed."""
 from __future__ import annotations
 
 import logging
+import platform
 import sys
 import warnings
 from pathlib import Path
@@ -38,6 +39,18 @@ def set_up_process(threads: int | None = None, flush_denormal: bool | None = Non
         # slower (measured: an Elman LM step went from 0.15 s to 4.6 s); flushing them
         # to zero costs nothing the model can notice.
         torch.set_flush_denormal(flush_denormal)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`), for benchmark and results files: speed claims
+    name the CPU they were measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def one_console_handler() -> None:

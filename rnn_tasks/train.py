@@ -224,9 +224,14 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     set_up_process(cfg.threads, cfg.flush_denormal)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
-    first_process = int(os.environ.get("LOCAL_RANK", 0)) == 0  # DDP's others share its folder
-    with RunLock(output_dir, command) if first_process else contextlib.nullcontext():
+    with RunLock(output_dir, command) if first_process() else contextlib.nullcontext():
         return _train(cfg, command, start, revision, output_dir)
+
+
+def first_process() -> bool:
+    """Whether this is the machine's first process of the run: DDP's others share its folder,
+    its lock and its records."""
+    return int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
 def record_run_config(cfg: DictConfig, output_dir: Path) -> None:
@@ -259,7 +264,7 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         carried = carried_metrics(cfg.ckpt_path, checkpoint)
     else:
         check_no_earlier_run(output_dir)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # the run is accepted: now its record
+    if first_process():  # the run is accepted: now its record
         record_run_config(cfg, output_dir)
     datamodule = build_datamodule(cfg, "fit", metadata)
     task = build_task(cfg, datamodule)
