@@ -22,6 +22,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import ConfigError
+from .nn.matmul import CHOICES as MATMUL_CHOICES
+from .nn.precision import PRECISIONS as INFERENCE_PRECISIONS
 
 # `generate.py temperature=0 max_new_tokens=1000000000` (greedy text that never draws the
 # sentence end) printed nothing for hours, before the script streamed its words; it would
@@ -121,6 +123,7 @@ BATCHES = whole(0, note=" (batches)") | number(0, 1)  # Lightning: a count or a 
 TRAIN_RULES: dict[str, Allowed] = {
     "seed": whole(0, MAX_SEED),
     "threads": NULL | whole(1),
+    "matmul": one_of(*MATMUL_CHOICES),
     "debug": FLAG,
     "ensemble_size": whole(1),
     "early_stopping_patience": whole(0, note=" (0: off)"),
@@ -191,6 +194,7 @@ TRAIN_RULES: dict[str, Allowed] = {
 # evaluate.py, predict.py and generate.py: each has some of these keys.
 TOOL_RULES: dict[str, Allowed] = {
     "threads": NULL | whole(1),
+    "precision": one_of(*INFERENCE_PRECISIONS),
     "debug": FLAG,
     "split": one_of("test", "validation"),
     "accelerator": one_of("cpu", "gpu", "cuda", "mps", "auto"),

@@ -6,6 +6,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .nn import reduce_precision
 from .runtime import set_up_process
 from .settings import fixed_data_changes, with_legacy_defaults
 from .tasks import RecurrentTask, ensemble, load_task
@@ -24,7 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"split must be one of ['test', 'validation'], got {cfg.split!r}")
     set_up_process(cfg.get("threads"))
     paths = list(cfg.ckpt_path) if OmegaConf.is_list(cfg.ckpt_path) else [cfg.ckpt_path]
-    task = load_checkpoints(paths)
+    task = reduce_precision(load_checkpoints(paths), cfg.get("precision", "float32"), inplace=True)
     data_cfg = evaluation_data(task, OmegaConf.to_container(cfg.data, resolve=True), paths[0])
     datamodule = instantiate(OmegaConf.create(data_cfg))
     datamodule.adopt(data_metadata(task.hparams))  # an ensemble's are its first member's

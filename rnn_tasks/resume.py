@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
+from .nn.matmul import matmul_backend, set_matmul_backend
+
 log = logging.getLogger(__name__)
 
 KEY = "exact_resume"  # its entry in a checkpoint
@@ -109,6 +111,7 @@ class ExactResume(L.Callback):
             "epoch_state": pl_module.train_epoch_state() if mid else None,
             "callback_metrics": dict(trainer.callback_metrics) if mid else {},
             "seconds": self.seconds,
+            "matmul": matmul_backend(),
         }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
@@ -121,6 +124,25 @@ class ExactResume(L.Callback):
             self._pending = state
         else:
             set_rng_states(state["rng"])
+
+
+def keep_matmul_backend(choice: str, checkpoint: dict, ckpt_path) -> None:
+    """A resumed run computes its products with the library the run it continues used
+    (the two differ in float32 rounding), unless `choice` names another explicitly."""
+    recorded = (checkpoint.get(KEY) or {}).get("matmul")
+    if recorded is None or recorded == choice:
+        return
+    if choice == "auto":
+        set_matmul_backend(recorded)
+        log.info("matmul backend: %s, as in %s", recorded, ckpt_path)
+    else:
+        log.warning(
+            "%s was trained with matmul=%s; resuming with matmul=%s gives results that differ "
+            "from the uninterrupted run's in float32 rounding",
+            ckpt_path,
+            recorded,
+            choice,
+        )
 
 
 def carried_metrics(ckpt_path: str | Path, checkpoint: dict) -> list[dict]:

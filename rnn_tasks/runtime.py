@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
+from .nn.matmul import set_matmul_backend
 
 # Library warnings that do not hold here, or that a user can do nothing about: metrics.csv
 # rows are carried over by `resume.prepend_metrics` (a new run refuses a folder with another
@@ -26,9 +27,14 @@ QUIET = (
 )
 
 
-def set_up_process(threads: int | None = None, flush_denormal: bool | None = None) -> None:
+def set_up_process(
+    threads: int | None = None, flush_denormal: bool | None = None, matmul: str | None = None
+) -> None:
     """`threads`: torch's CPU threads (None keeps torch's default, every core).
-    `flush_denormal`: treat denormal floats as zero on CPU (None leaves it as it is)."""
+    `flush_denormal`: treat denormal floats as zero on CPU (None leaves it as it is).
+    `matmul`: the recurrent kernels' matrix products (`rnn_tasks.nn.matmul`; None: chosen at
+    their first use, from $RNN_TASKS_MATMUL or by measuring), after `threads`, which the
+    measurement depends on."""
     one_console_handler()
     for message in QUIET:
         warnings.filterwarnings("ignore", message=message)
@@ -39,6 +45,8 @@ def set_up_process(threads: int | None = None, flush_denormal: bool | None = Non
         # slower (measured: an Elman LM step went from 0.15 s to 4.6 s); flushing them
         # to zero costs nothing the model can notice.
         torch.set_flush_denormal(flush_denormal)
+    if matmul is not None:
+        set_matmul_backend(matmul)
 
 
 def cpu_model() -> str:

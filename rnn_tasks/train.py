@@ -36,7 +36,14 @@ from .guards import (
     check_writable,
 )
 from .loggers import check_logger_available
-from .resume import ExactResume, LastCheckpoint, carried_metrics, prepend_metrics
+from .nn.matmul import matmul_backend
+from .resume import (
+    ExactResume,
+    LastCheckpoint,
+    carried_metrics,
+    keep_matmul_backend,
+    prepend_metrics,
+)
 from .runtime import set_up_process
 from .settings import changes, fixed_data_changes
 from .tasks.loading import read_checkpoint
@@ -221,7 +228,7 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     start = time.perf_counter()
     validate_train_config(cfg)  # before the data is read and the model built
     revision = git_revision()  # the code this run started from, not HEAD when it ends
-    set_up_process(cfg.threads, cfg.flush_denormal)
+    set_up_process(cfg.threads, cfg.flush_denormal, cfg.matmul)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
     with RunLock(output_dir, command) if first_process() else contextlib.nullcontext():
@@ -262,6 +269,7 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         check_resumed_data(cfg.ckpt_path, hparams, OmegaConf.to_container(cfg.data, resolve=True))
         metadata = data_metadata(hparams)
         carried = carried_metrics(cfg.ckpt_path, checkpoint)
+        keep_matmul_backend(cfg.matmul, checkpoint, cfg.ckpt_path)
     else:
         check_no_earlier_run(output_dir)
     if first_process():  # the run is accepted: now its record
@@ -327,6 +335,7 @@ def run_summary(cfg, command, trainer, task, revision, fit_seconds, start) -> di
         "best_checkpoint": getattr(trainer.checkpoint_callback, "best_model_path", None),
         "git_revision": revision,
         "device": describe_device(trainer),
+        "matmul": matmul_backend(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
 

@@ -19,10 +19,11 @@ def main(cfg: DictConfig) -> None:
     with user_errors(cfg):
         validate_tool_config(cfg)
         prompt = text_input(cfg, "prompt", "prompt_file")
+        from rnn_tasks.nn import reduce_precision
         from rnn_tasks.tasks import load_task  # Lightning: seconds, after the checks above
 
         set_up_process(cfg.threads)
-        task = load_task(cfg.ckpt_path)
+        task = reduce_precision(load_task(cfg.ckpt_path), cfg.precision, inplace=True)
         if task.task_name != "lm":
             raise ValueError(
                 f"{cfg.ckpt_path} is a {task.task_name!r} checkpoint; generation "

@@ -26,10 +26,11 @@ def main(cfg: DictConfig) -> None:
     with user_errors(cfg):
         validate_tool_config(cfg)
         text = None if cfg.input is not None else text_input(cfg, "text", "text_file")
+        from rnn_tasks.nn import reduce_precision
         from rnn_tasks.tasks import load_task  # Lightning: seconds, after the checks above
 
         set_up_process(cfg.threads)
-        task = load_task(cfg.ckpt_path)
+        task = reduce_precision(load_task(cfg.ckpt_path), cfg.precision, inplace=True)
         predictor = task.predictor
         predictor.batch_size = cfg.batch_size
         if cfg.input is not None:

@@ -1,11 +1,15 @@
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 ROOT = Path(__file__).parents[1]
+# `matmul=auto` keeps its measured choice here rather than in the user's ~/.cache: one
+# choice for the whole session, its subprocesses included (rnn_tasks/nn/matmul.py).
+os.environ.setdefault("RNN_TASKS_CACHE", tempfile.mkdtemp(prefix="rnn_tasks_cache_"))
 # The benchmark data beside the checkout, as configs/train.yaml's `data_root` finds it.
 DATA = Path(os.environ.get("RNN_TASKS_DATA") or ROOT.parent / "shared" / "data").resolve()
 

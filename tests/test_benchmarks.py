@@ -1,6 +1,6 @@
 """The benchmarks: the spam SVM anchor (`benchmarks/spam_svm.py`) scores the experiment's
-split with metrics as defined; the step profile (`benchmarks/step_profile.py`) writes what
-it measured."""
+split with metrics as defined; the step profile (`benchmarks/step_profile.py`) and the speed
+comparison (`benchmarks/rnn_speed.py`) write what they measured."""
 
 import json
 import subprocess
@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnn_tasks.data import ClassificationDataModule
 from rnn_tasks.data.sources import BUILTIN_DIR
+from rnn_tasks.nn import RNN
 
 DEMO = BUILTIN_DIR / "spam_demo.tsv"
 SCRIPT = "benchmarks/spam_svm.py"
@@ -108,3 +110,61 @@ def test_matmul_backends_measures_every_shape_and_both_agree(tmp_path, load_scri
     assert [r["shape"] for r in report["rows"]] == list(bench.SHAPES)
     for row in report["rows"]:  # the same product: float32 rounding apart
         assert row["max_abs_diff"] < 1e-3 and row["ratio_onednn_over_mkl"] > 0
+
+
+def test_rnn_speed_quick_writes_every_row(tmp_path):
+    out = tmp_path / "speed.json"
+    argv = ["--quick", "--threads", "1", "--cells", "gru", "--repeats", "1", "--tokens", "4",
+            "--vocab", "99", "--matmul", "blas", "--precisions", "float32,int8,bf16"]  # fmt: skip
+    # A process of its own: the script sets torch's threads and matmul backend for good.
+    script = Path(__file__).parents[1] / "benchmarks" / "rnn_speed.py"
+    done = subprocess.run([sys.executable, str(script), *argv, "--out", str(out)],
+                          check=True, capture_output=True, text=True, timeout=300)  # fmt: skip
+    report = json.loads(out.read_text())
+    env = report["environment"]
+    assert (env["matmul_backend"], env["threads"]) == ("blas", 1) and env["cpu"]
+    assert f"{env['cpu']}, 1 thread, matmul blas" in done.stdout  # the summary names them
+    if env["native_bf16"]:
+        assert report["precisions"] == ["float32", "int8", "bf16"]
+    else:  # emulated bf16 is skipped, with the reason, unless --force-bf16
+        assert report["precisions"] == ["float32", "int8"] and "bf16" in report["skipped"]
+    reduced = report["precisions"][1:]
+    gru = report["summary"]["gru"]
+    for mode in ("train", "infer", "generate"):
+        assert gru[mode]["target"] == report["targets"]["gru"][mode]
+    for key in ("e2e", *(f"{k}_{p}" for p in reduced for k in ("infer", "e2e"))):
+        assert gru[key]["target"] is None and gru[key]["median_ratio"] > 0
+    for row in report["grid"]:
+        for p in reduced:  # reduced products differ from float32, but not by much
+            assert 0 < row[f"infer_{p}"]["max_abs_diff"] < 0.5
+    (e2e,) = report["generation_e2e"]
+    assert (e2e["vocab"], e2e["tokens"]) == (99, 4)
+    assert e2e["float32"]["max_abs_diff"] < 1e-4  # the same weights: torch's logits
+    for p in ("float32", *reduced):
+        assert e2e[p]["ours_tokens_per_s"] > 0 and e2e[p]["torch_tokens_per_s"] > 0
+
+
+def test_rnn_speed_end_to_end_decode_draws_torchs_tokens(load_script):
+    speed = load_script("benchmarks/rnn_speed.py")
+    torch.manual_seed(0)
+    theirs = torch.nn.LSTM(32, 32, 2, batch_first=True)
+    embed, head = torch.nn.Embedding(99, 32), torch.nn.Linear(32, 99)
+    torch_lm = speed.TinyLM(embed, theirs, head)
+    ours_lm = speed.TinyLM(embed, RNN.from_torch(theirs), head)
+    drawn = speed.decode(torch_lm, speed.torch_step(theirs), 13, seed=3)
+    assert torch.equal(speed.decode(ours_lm, ours_lm.rnn.step, 13, seed=3), drawn)
+    # The accuracy measure: every step's logits in one pass equal torch's.
+    logits = speed.teacher_forced_logits(ours_lm, drawn)
+    assert logits.shape == (1, 13, 99)
+    torch.testing.assert_close(logits, speed.teacher_forced_logits(torch_lm, drawn))
+
+
+def test_rnn_speed_skips_emulated_bf16_unless_forced(load_script, monkeypatch):
+    speed = load_script("benchmarks/rnn_speed.py")
+    asked = ["float32", "int8", "bf16"]
+    monkeypatch.setattr(speed, "native_bf16", lambda: False)
+    reduced, skipped = speed.choose_precisions(asked, force_bf16=False)
+    assert reduced == ["int8"] and "--force-bf16" in skipped["bf16"]
+    assert speed.choose_precisions(asked, force_bf16=True) == (["int8", "bf16"], {})
+    monkeypatch.setattr(speed, "native_bf16", lambda: True)
+    assert speed.choose_precisions(asked, force_bf16=False) == (["int8", "bf16"], {})

@@ -1,7 +1,19 @@
 """Hand-written recurrent cells and networks, pure torch (no lightning, hydra or datasets)."""
 
 from .cells import ElmanCell, GRUCell, LSTMCell
+from .matmul import matmul_backend, set_matmul_backend
+from .precision import reduce_precision
 from .recurrence import forward_rnn, unroll
 from .rnn import RNN
 
-__all__ = ["RNN", "ElmanCell", "LSTMCell", "GRUCell", "forward_rnn", "unroll"]
+__all__ = [
+    "RNN",
+    "ElmanCell",
+    "LSTMCell",
+    "GRUCell",
+    "forward_rnn",
+    "unroll",
+    "matmul_backend",
+    "set_matmul_backend",
+    "reduce_precision",
+]

@@ -12,10 +12,10 @@ what its backward needs and walks back in time:
 
 - The input side `W x_t + b` of every step is one matmul before the loop, written into a
   buffer that the loop then overwrites in place with the gates (no per-step allocation).
-- The loop multiplies by a contiguous copy of `U^T`: `h @ U^T` with `U^T` laid out (H, G*H)
-  runs markedly faster for small batches than with the transposed view of `U` (measured
-  with MKL on CPU, ~1.4x at B = 32), and the copy is made once per call. The backward
-  loop's `delta @ U` uses `U` as stored, the fast layout for that product.
+- The products go through a `rnn_tasks.nn.matmul` backend (torch's BLAS, oneDNN, or int8
+  for a quantised model), which prepares each weight once per call in the layout its
+  library wants (for BLAS, `U^T` contiguous for the loop's `h U^T`, `U` as stored for the
+  backward loop's `delta U`). A backward pass uses the backend its forward pass used.
 - Backward: the error reaching `h_t` is the error from the output at `t` plus the error
   flowing back from step `t+1`; it is accumulated in place into a copy of the output
   error, so a step costs a few (B, H)-sized operations and one matmul. Everything that
@@ -39,6 +39,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd import Function
+
+from .matmul import Backend, backend_for, cached
 
 # -- layout and shared pieces ------------------------------------------------------------
 
@@ -72,7 +74,7 @@ def _mask_rows(mask: Tensor | None, T: int) -> list[Tensor | None]:
     return [None if f else m for f, m in zip(full, mask.unbind(0), strict=True)]
 
 
-def _project(x: Tensor, W: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+def _project(x: Tensor, W: Tensor, b: Tensor, mm: Backend, out: Tensor | None = None) -> Tensor:
     """`x W^T + b` for every step in one matmul, (T, B, D) -> (T, B, G*H), into `out`.
 
     `out` (default: new, in x's memory order) may be a strided view, e.g. one direction's
@@ -81,8 +83,14 @@ def _project(x: Tensor, W: Tensor, b: Tensor, out: Tensor | None = None) -> Tens
     out = _new(x, W.shape[0]) if out is None else out
     bf = _batch_first(out)
     target = (out.transpose(0, 1) if bf else out).view(-1, out.shape[-1])  # a view, not a copy
-    torch.addmm(b, _rows(x, bf), W.t(), out=target)
+    mm.linear(_rows(x, bf), W, b, out=target)
     return out
+
+
+def _weight(mm: Backend, M: Tensor, rows: int, keep_for_backward: bool):
+    """`M` prepared for the loop's products: once per call when training (a cached copy
+    could outlive an optimizer step unseen by autograd), cached across calls otherwise."""
+    return mm.prepare(M, rows) if keep_for_backward else cached(mm, M, rows)
 
 
 def _error_rows(dS: Tensor, dh_n: Tensor, S: Tensor, h0: Tensor, reverse: bool):
@@ -127,14 +135,14 @@ def _recurrent_grad(delta: Tensor, S: Tensor, h0: Tensor, reverse: bool) -> Tens
     return dU
 
 
-def _input_grads(needs, delta: Tensor, x: Tensor, W: Tensor):
+def _input_grads(needs, delta: Tensor, x: Tensor, W: Tensor, mm: Backend):
     """Gradients of `x W^T + b` given the error `delta` at its output: (dx, dW, db)."""
     T, B, _ = delta.shape
     bf = _batch_first(delta)
     d2 = _rows(delta, bf)
     dx = dW = db = None
     if needs[0]:
-        dx2 = d2 @ W
+        dx2 = mm.linear(d2, W.t())
         dx = dx2.view(B, T, -1).transpose(0, 1) if bf else dx2.view(T, B, -1)
     if needs[1]:
         dW = d2.t() @ _rows(x, bf)
@@ -164,19 +172,22 @@ def elman_forward(
     reverse: bool = False,
     relu: bool = False,
     out: Tensor | None = None,
+    keep_for_backward: bool = False,
+    mm: Backend | None = None,
 ) -> tuple[Tensor, Tensor]:
     """`S_t = g(W x_t + b + U h_{t-1})`; returns all states S (T, B, H) and the final one.
 
     S is computed in place over the projected input, in `out` when given.
     """
     T = x.shape[0]
-    S = _project(x, W, b, out)
+    mm = mm or backend_for(x)
+    S = _project(x, W, b, mm, out)
     act_ = torch.relu_ if relu else torch.tanh_
-    Ut = U.t().contiguous()
+    P = _weight(mm, U, h0.shape[0], keep_for_backward)
     rows, masks = S.unbind(0), _mask_rows(mask, T)
     h = h0
     for t in _order(T, reverse):
-        a = rows[t].addmm_(h, Ut)
+        a = mm.addmm_(rows[t], h, P)
         h = act_(a) if masks[t] is None else torch.where(masks[t], act_(a), h, out=a)
     return S, h
 
@@ -186,9 +197,10 @@ class ElmanBPTT(Function):
 
     @staticmethod
     def forward(ctx, x, W, b, U, h0, mask, reverse: bool, relu: bool):
-        S, h_n = elman_forward(x, W, b, U, h0, mask, reverse, relu)
+        mm = backend_for(x)
+        S, h_n = elman_forward(x, W, b, U, h0, mask, reverse, relu, keep_for_backward=True, mm=mm)
         ctx.save_for_backward(x, W, U, h0, S, mask)
-        ctx.reverse, ctx.relu = reverse, relu
+        ctx.reverse, ctx.relu, ctx.mm = reverse, relu, mm
         return S, h_n.clone()
 
     @staticmethod
@@ -204,13 +216,14 @@ class ElmanBPTT(Function):
             keep = (~mask).to(S.dtype)  # padded steps pass the error straight through
         masks = _mask_rows(mask, T)
         delta, dh0, rows, nxt = _error_rows(dS, dh_n, S, h0, ctx.reverse)
-        g_rows = gprime.unbind(0)
+        g_rows, mm = gprime.unbind(0), ctx.mm
+        P = mm.prepare(U.t(), h0.shape[0])  # for delta U
         for t in _order(T, not ctx.reverse):
             dh = rows[t]
             if masks[t] is not None:
                 nxt[t].addcmul_(dh, keep[t])
-            nxt[t].addmm_(dh.mul_(g_rows[t]), U)  # dh becomes delta_t, the pre-activation error
-        dx, dW, db = _input_grads(ctx.needs_input_grad, delta, x, W)
+            mm.addmm_(nxt[t], dh.mul_(g_rows[t]), P)  # dh becomes delta_t, the pre-activation error
+        dx, dW, db = _input_grads(ctx.needs_input_grad, delta, x, W, mm)
         dU = _recurrent_grad(delta, S, h0, ctx.reverse) if ctx.needs_input_grad[3] else None
         return dx, dW, db, dU, dh0, None, None, None
 
@@ -229,6 +242,7 @@ def lstm_forward(
     reverse: bool = False,
     out: Tensor | None = None,
     keep_for_backward: bool = False,
+    mm: Backend | None = None,
 ):
     """LSTM over `x` (torch's gate order i, f, g, o); returns S (T, B, H), h_n, c_n.
 
@@ -237,8 +251,9 @@ def lstm_forward(
     """
     T, B, _ = x.shape
     H = h0.shape[-1]
-    gates = _project(x, W, b)  # (T, B, 4H) pre-activations, activated in place
-    Ut = U.t().contiguous()
+    mm = mm or backend_for(x)
+    gates = _project(x, W, b, mm)  # (T, B, 4H) pre-activations, activated in place
+    P = _weight(mm, U, h0.shape[0], keep_for_backward)
     S = _new(x, H) if out is None else out
     if keep_for_backward:
         C, tanhC = _new(x, H), _new(x, H)
@@ -252,7 +267,7 @@ def lstm_forward(
     s_rows, masks = S.unbind(0), _mask_rows(mask, T)
     h, c = h0, c0
     for t in _order(T, reverse):
-        a_rows[t].addmm_(h, Ut)
+        mm.addmm_(a_rows[t], h, P)
         torch.sigmoid_(if_rows[t])  # i and f side by side: one call
         torch.tanh_(g_rows[t])
         torch.sigmoid_(o_rows[t])
@@ -279,11 +294,12 @@ class LSTMBPTT(Function):
 
     @staticmethod
     def forward(ctx, x, W, b, U, h0, c0, mask, reverse: bool):
+        mm = backend_for(x)
         S, h_n, c_n, (gates, C, tanhC) = lstm_forward(
-            x, W, b, U, h0, c0, mask, reverse, keep_for_backward=True
+            x, W, b, U, h0, c0, mask, reverse, keep_for_backward=True, mm=mm
         )
         ctx.save_for_backward(x, W, U, h0, c0, S, gates, C, tanhC, mask)
-        ctx.reverse = reverse
+        ctx.reverse, ctx.mm = reverse, mm
         return S, h_n.clone(), c_n.clone()
 
     @staticmethod
@@ -316,6 +332,8 @@ class LSTMBPTT(Function):
         p3_rows = P[..., : 3 * H].view(T, B, 3, H).unbind(0)
         a_rows, f_rows = A.unbind(0), F.unbind(0)
         dc = torch.clone(dc_n, memory_format=torch.contiguous_format)  # running dL/dc_t
+        mm = ctx.mm
+        PU = mm.prepare(U.t(), B)  # for delta U
         for t in _order(T, not ctx.reverse):
             dh = rows[t]
             dc.addcmul_(dh, a_rows[t])
@@ -323,11 +341,11 @@ class LSTMBPTT(Function):
             po_rows[t].mul_(dh)
             if masks[t] is not None:
                 nxt[t].addcmul_(dh, keep[t])
-            nxt[t].addmm_(p_rows[t], U)
+            mm.addmm_(nxt[t], p_rows[t], PU)
             dc.mul_(f_rows[t])
         delta = P
         needs = ctx.needs_input_grad
-        dx, dW, db = _input_grads(needs, delta, x, W)
+        dx, dW, db = _input_grads(needs, delta, x, W, mm)
         dU = _recurrent_grad(delta, S, h0, ctx.reverse) if needs[3] else None
         return dx, dW, db, dU, dh0, dc, None, None
 
@@ -346,6 +364,7 @@ def gru_forward(
     reverse: bool = False,
     out: Tensor | None = None,
     keep_for_backward: bool = False,
+    mm: Backend | None = None,
 ):
     """GRU over `x`; returns S (T, B, H) and h_n.
 
@@ -354,9 +373,9 @@ def gru_forward(
     """
     T, B, _ = x.shape
     H = h0.shape[-1]
-    gates = _project(x, W, b)  # (T, B, 3H) input side, overwritten in place with r, z, n
-    Ut = U.t().contiguous()
-    Ut_rz, Ut_n = Ut[:, : 2 * H], Ut[:, 2 * H :]
+    mm = mm or backend_for(x)
+    gates = _project(x, W, b, mm)  # (T, B, 3H) input side, overwritten in place with r, z, n
+    P_rz, P_n = (_weight(mm, U_, B, keep_for_backward) for U_ in U.split(2 * H))
     S = _new(x, H) if out is None else out
     # U_n h + b_hn stays apart (r multiplies it): kept for backward, or one scratch row.
     HN = _new(x, H) if keep_for_backward else x.new_empty(1, B, H).expand(T, -1, -1)
@@ -366,8 +385,8 @@ def gru_forward(
     hn_rows, s_rows, masks = HN.unbind(0), S.unbind(0), _mask_rows(mask, T)
     h = h0
     for t in _order(T, reverse):
-        torch.sigmoid_(rz_rows[t].addmm_(h, Ut_rz))
-        hn = torch.addmm(b_hn, h, Ut_n, out=hn_rows[t])
+        torch.sigmoid_(mm.addmm_(rz_rows[t], h, P_rz))
+        hn = mm.addmm(hn_rows[t], b_hn, h, P_n)
         n = torch.tanh_(n_rows[t].addcmul_(r_rows[t], hn))
         h_new = torch.lerp(n, h, z_rows[t], out=s_rows[t])  # (1 - z) n + z h
         if masks[t] is not None:
@@ -383,11 +402,12 @@ class GRUBPTT(Function):
 
     @staticmethod
     def forward(ctx, x, W, b, U, b_hn, h0, mask, reverse: bool):
+        mm = backend_for(x)
         S, h_n, (gates, HN) = gru_forward(
-            x, W, b, U, b_hn, h0, mask, reverse, keep_for_backward=True
+            x, W, b, U, b_hn, h0, mask, reverse, keep_for_backward=True, mm=mm
         )
         ctx.save_for_backward(x, W, U, h0, S, gates, HN, mask)
-        ctx.reverse = reverse
+        ctx.reverse, ctx.mm = reverse, mm
         return S, h_n.clone()
 
     @staticmethod
@@ -416,16 +436,18 @@ class GRUBPTT(Function):
         D, dh0, rows, nxt = _error_rows(dS, dh_n, S, h0, ctx.reverse)
         # Q[t] is read once, at step t, so dL/d(U h + b_hn) overwrites it in place.
         q_rows, q3_rows, z_rows = Q.unbind(0), Q.view(T, B, 3, H).unbind(0), Z.unbind(0)
+        mm = ctx.mm
+        PU = mm.prepare(U.t(), B)  # for delta U
         for t in _order(T, not ctx.reverse):
             dh = rows[t]
             q3_rows[t].mul_(dh.unsqueeze(1))
             nxt[t].addcmul_(dh, z_rows[t])
-            nxt[t].addmm_(q_rows[t], U)
+            mm.addmm_(nxt[t], q_rows[t], PU)
         needs = ctx.needs_input_grad
         dU = _recurrent_grad(Q, S, h0, ctx.reverse) if needs[3] else None
         db_hn = Q[..., 2 * H :].sum((0, 1)) if needs[4] else None
         # Now the error at the input side: its r and z blocks are Q's, its n block is
         # dh * Qn, which needs only each step's dh: one operation after the loop.
         torch.mul(D, Qn, out=Qnr)
-        dx, dW, db = _input_grads(needs, Q, x, W)
+        dx, dW, db = _input_grads(needs, Q, x, W, mm)
         return dx, dW, db, dU, db_hn, dh0, None, None

@@ -21,6 +21,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .matmul import REDUCED, Backend, backend_for, cached
+
 Nonlinearity = Literal["tanh", "relu"]
 NONLINEARITIES: dict[str, object] = {"tanh": torch.tanh, "relu": torch.relu}
 LSTMState = tuple[Tensor, Tensor]
@@ -36,6 +38,7 @@ class _Cell(nn.Module):
     """Shared parameters: input weights `W` (G*H, D), recurrent weights `U` (G*H, H), bias `b`."""
 
     gates: int = 1
+    precision: str = "float32"  # "int8" or "bf16" products: `rnn_tasks.nn.reduce_precision`
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -70,12 +73,24 @@ class _Cell(nn.Module):
             state = self.initial_state(x_t.shape[0], x_t)
         if not torch.is_grad_enabled():  # generation: no graph to keep, work in place
             return self._step_into(x_t, state, _empty_like(state))
+        if self.precision in REDUCED:
+            raise RuntimeError(
+                f"this cell computes in {self.precision} (reduce_precision), for inference "
+                f"only: run it under torch.no_grad(), or train the float32 network"
+            )
         return self.recur(self.project(x_t), state)
 
     def _step_into(self, x_t: Tensor, state, out):
         """`forward` without autograd: in-place work, the new state written into `out`
         (same structure as `state`, not sharing its memory)."""
         raise NotImplementedError
+
+    def _products(self, x_t: Tensor) -> tuple[Backend, object, object]:
+        """The backend for a step without autograd, and `W`, `U` prepared for it (cached:
+        generation reuses them every step)."""
+        mm = REDUCED.get(self.precision) or backend_for(x_t)
+        rows = x_t.shape[0]
+        return mm, cached(mm, self.W, rows), cached(mm, self.U, rows)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -105,7 +120,8 @@ class ElmanCell(_Cell):
         return h, h
 
     def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
-        a = torch.addmm(self.b, x_t, self.W.t(), out=out).addmm_(h, self.U.t())
+        mm, W, U = self._products(x_t)
+        a = mm.addmm_(mm.addmm(out, self.b, x_t, W), h, U)
         h = a.relu_() if self.nonlinearity == "relu" else a.tanh_()
         return h, h
 
@@ -143,7 +159,8 @@ class LSTMCell(_Cell):
     def _step_into(self, x_t: Tensor, state: LSTMState, out: LSTMState) -> tuple[Tensor, LSTMState]:
         (h, c), (h_out, c_out) = state, out
         H = self.hidden_size
-        a = torch.addmm(self.b, x_t, self.W.t()).addmm_(h, self.U.t())
+        mm, W, U = self._products(x_t)
+        a = mm.addmm_(mm.addmm(x_t.new_empty(x_t.shape[0], 4 * H), self.b, x_t, W), h, U)
         g = a[:, 2 * H : 3 * H].tanh()
         a = a.sigmoid_()  # i, f, o (the g block is not read again)
         c = torch.mul(a[:, H : 2 * H], c, out=c_out).addcmul_(a[:, :H], g)
@@ -181,9 +198,11 @@ class GRUCell(_Cell):
 
     def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
-        a = torch.addmm(self.b, x_t, self.W.t())
-        rz = a[:, : 2 * H].addmm_(h, self.U[: 2 * H].t()).sigmoid_()
-        hn = torch.addmm(self.b_hn, h, self.U[2 * H :].t())
+        mm, W, _ = self._products(x_t)
+        U_rz, U_n = (cached(mm, U, x_t.shape[0]) for U in self.U.split(2 * H))
+        a = mm.addmm(x_t.new_empty(x_t.shape[0], 3 * H), self.b, x_t, W)
+        rz = mm.addmm_(a[:, : 2 * H], h, U_rz).sigmoid_()
+        hn = mm.addmm(torch.empty_like(h), self.b_hn, h, U_n)
         n = a[:, 2 * H :].addcmul_(rz[:, :H], hn).tanh_()
         h = torch.lerp(n, h, rz[:, H:], out=out)  # (1 - z) n + z h
         return h, h

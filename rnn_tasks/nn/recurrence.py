@@ -33,6 +33,7 @@ from torch import Tensor
 
 from .bptt import GRUBPTT, LSTMBPTT, ElmanBPTT, elman_forward, gru_forward, lstm_forward
 from .cells import ElmanCell, GRUCell, LSTMCell, LSTMState, _Cell
+from .matmul import REDUCED
 
 BPTT = Literal["manual", "autograd"]
 BPTT_MODES = ("manual", "autograd")
@@ -76,6 +77,11 @@ def unroll(
     elif bptt == "autograd":
         S, final = _unroll_autograd(cell, x, state, mask, reverse)
     elif _needs_grad(cell, x, state) or not isinstance(cell, (ElmanCell, LSTMCell, GRUCell)):
+        if cell.precision in REDUCED:
+            raise RuntimeError(
+                f"this network computes in {cell.precision} (reduce_precision), for inference "
+                f"only: run it under torch.no_grad(), or train the float32 network"
+            )
         S, final = _unroll_manual(cell, x, state, mask, reverse)
     else:
         return _unroll_inference(cell, x, state, mask, reverse, out)
@@ -107,14 +113,15 @@ def _unroll_manual(cell, x, state, mask, reverse):
 
 def _unroll_inference(cell, x, state, mask, reverse, out):
     """The same forward kernels, storing nothing for a backward pass that will not come."""
+    mm = REDUCED.get(cell.precision)
     if isinstance(cell, LSTMCell):
         h0, c0 = state
-        S, h, c = lstm_forward(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse, out)
+        S, h, c = lstm_forward(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse, out, mm=mm)
         return S, (h, c)
     if isinstance(cell, GRUCell):
-        return gru_forward(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse, out)
+        return gru_forward(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse, out, mm=mm)
     relu = cell.nonlinearity == "relu"
-    return elman_forward(x, cell.W, cell.b, cell.U, state, mask, reverse, relu, out)
+    return elman_forward(x, cell.W, cell.b, cell.U, state, mask, reverse, relu, out, mm=mm)
 
 
 def _unroll_autograd(cell, x, state, mask, reverse):

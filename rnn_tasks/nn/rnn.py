@@ -2,9 +2,10 @@
 
 Shapes: B batch, T time, D input features, H hidden units, L layers, K directions (1 or 2).
 
-A batch-first drop-in for `torch.nn.RNN/LSTM/GRU(batch_first=True)`: same arguments, same
-output layout, same final-state layout `(L * K, B, H)` (a pair `(h_n, c_n)` for the LSTM),
-and `from_torch` copies a trained torch module's weights.
+A drop-in for `torch.nn.RNN/LSTM/GRU`: same arguments, batch-first `(B, T, D)` by default or
+seq-first `(T, B, D)` with `batch_first=False` (as torch's default), the same output layout,
+the same final-state layout `(L * K, B, H)` (a pair `(h_n, c_n)` for the LSTM) in both, and
+`from_torch` copies a trained torch module's weights and its layout.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class RNN(nn.Module):
             real token back to its first; the two outputs are concatenated per step.
         dropout: dropout on the outputs of every layer but the last (as `torch.nn.RNN`).
         bptt: "manual" (hand-written backward, default) or "autograd" (reference).
+        batch_first: inputs and outputs are (B, T, ...) when True (the default), (T, B, ...)
+            when False, as torch's `batch_first`; the state is (L * K, B, H) either way.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class RNN(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         bptt: BPTT = "manual",
+        batch_first: bool = True,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -73,6 +77,7 @@ class RNN(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.cell, self.nonlinearity, self.bptt = cell, nonlinearity, bptt
         self.bidirectional, self.dropout = bidirectional, dropout
+        self.batch_first = batch_first
         self.num_directions = 2 if bidirectional else 1
         extra = {"nonlinearity": nonlinearity} if cell == "elman" else {}
         # cells[layer * K + direction], the order of torch's h_n rows.
@@ -96,32 +101,43 @@ class RNN(nn.Module):
         """Run the whole sequence.
 
         Args:
-            x: (B, T, D) inputs, right-padded when `lengths` is given.
+            x: (B, T, D) inputs, or (T, B, D) when `batch_first=False`; right-padded (each
+                sequence's padding after its last real step) when `lengths` is given.
             lengths: (B,) real lengths, each in [1, T]; padded steps leave the state
-                unchanged and give zero outputs.
+                unchanged and give zero outputs. A state given here instead, as torch's
+                `rnn(x, hx)` passes it (a 3-D tensor, or a pair of them), is taken as `state`,
+                so code written for torch's modules calls this one unchanged.
             state: initial state in torch's layout, `(L * K, B, H)` or `(h_0, c_0)` for
                 the LSTM; zeros when None.
 
         Returns:
-            output (B, T, H * K) and the final state in torch's layout: for each sequence,
-            the forward direction's state at its last real token and the backward
-            direction's at its first.
+            output (B, T, H * K), or (T, B, H * K) when `batch_first=False`, and the final
+            state in torch's layout: for each sequence, the forward direction's state at its
+            last real token and the backward direction's at its first.
         """
+        if state is None and _is_state(lengths):  # torch's call, rnn(x, hx)
+            lengths, state = None, lengths
         self._check_input(x)
-        B, T, _ = x.shape
+        # The kernels index time-major (T, B, D) and keep their input's memory order, so
+        # batch-first data is seen through a transposed view and seq-first data as it is.
+        layer_in = x.transpose(0, 1) if self.batch_first else x  # (T, B, D)
+        T, B, _ = layer_in.shape
         mask = self._mask(lengths, B, T, x.device)
         h0, c0 = self._initial_state(state, B, x)
-        layer_in = x.transpose(0, 1)  # (T, B, D) view: time-major indexing, batch-first memory
         K, H = self.num_directions, self.hidden_size
-        # Without autograd both directions write their halves of one batch-first buffer.
-        # With it, torch.cat joins them: cat's backward only slices the gradient, where
-        # writes into a shared buffer would copy all of it once per direction.
+        # Without autograd both directions write their halves of one buffer, in the input's
+        # memory order. With it, torch.cat joins them: cat's backward only slices the
+        # gradient, where writes into a shared buffer would copy all of it once per direction.
         fill = K > 1 and not self._needs_grad(x, h0, c0)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, self.training)
-            out = layer_in.new_empty(B, T, K * H).transpose(0, 1) if fill else None
+            out = None
+            if fill and self.batch_first:
+                out = layer_in.new_empty(B, T, K * H).transpose(0, 1)  # (T, B, H*K) view
+            elif fill:
+                out = layer_in.new_empty(T, B, K * H)
             outputs = []
             for direction in range(K):
                 k = layer * K + direction
@@ -141,7 +157,9 @@ class RNN(nn.Module):
             layer_in = out  # (T, B, H*K)
         output = layer_in if mask is None else layer_in * mask
         h_n = torch.stack(h_n)  # (L*K, B, H)
-        return output.transpose(0, 1), (h_n if c0 is None else (h_n, torch.stack(c_n)))
+        if self.batch_first:
+            output = output.transpose(0, 1)  # (B, T, H*K)
+        return output, (h_n if c0 is None else (h_n, torch.stack(c_n)))
 
     def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One time step of a unidirectional network, for generation.
@@ -196,17 +214,25 @@ class RNN(nn.Module):
         tensors = (x, h0, *(() if c0 is None else (c0,)), *self.parameters())
         return any(t.requires_grad for t in tensors)
 
+    def flatten_parameters(self) -> None:
+        """torch's modules pack their weights into one buffer for cuDNN; these keep one
+        tensor per weight, so there is nothing to do (present so that torch code runs)."""
+
     # -- input checks --------------------------------------------------------------------
 
     def _check_input(self, x: Tensor) -> None:
+        layout = "(batch, time, features)" if self.batch_first else "(time, batch, features)"
         if x.dim() != 3:
-            raise ValueError(f"x must be 3-D (batch, time, features), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must be 3-D {layout} (batch_first={self.batch_first}), "
+                f"got shape {tuple(x.shape)}"
+            )
         if x.shape[-1] != self.input_size:
             raise ValueError(
                 f"x has {x.shape[-1]} features per step, but input_size={self.input_size}"
             )
-        if x.shape[1] == 0:
-            raise ValueError("x has no time steps (T = 0)")
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"x has no time steps (T = 0; x is {layout})")
         weight = self.cells[0].W
         if x.dtype != weight.dtype:
             raise ValueError(
@@ -260,9 +286,9 @@ class RNN(nn.Module):
     def from_torch(cls, module: nn.RNNBase, bptt: BPTT = "manual") -> RNN:
         """An equivalent hand-written RNN with the weights of a `torch.nn.RNN/LSTM/GRU`.
 
-        The result is batch-first whatever `module.batch_first` says. A module without
-        biases (`bias=False`) gets zero biases that are not trained, so it stays bias-free
-        when trained further.
+        The result keeps `module.batch_first` (seq-first for torch's default), so it can
+        replace the module in code written for it. A module without biases (`bias=False`)
+        gets zero biases that are not trained, so it stays bias-free when trained further.
         """
         kinds = {nn.RNN: "elman", nn.LSTM: "lstm", nn.GRU: "gru"}
         cell = kinds.get(type(module))
@@ -282,6 +308,7 @@ class RNN(nn.Module):
             module.bidirectional,
             module.dropout,
             bptt,
+            batch_first=module.batch_first,
         )
         ours.to(module.weight_ih_l0.device, module.weight_ih_l0.dtype)
         H = module.hidden_size
@@ -314,8 +341,15 @@ class RNN(nn.Module):
         return (
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"cell={self.cell!r}, bidirectional={self.bidirectional}, "
-            f"dropout={self.dropout}, bptt={self.bptt!r}"
+            f"dropout={self.dropout}, bptt={self.bptt!r}, batch_first={self.batch_first}"
         )
+
+
+def _is_state(value) -> bool:
+    """Whether `value` is a state `(L * K, B, H)` or a pair of them, not lengths (B,)."""
+    if isinstance(value, tuple):
+        return len(value) == 2 and all(isinstance(v, Tensor) and v.dim() == 3 for v in value)
+    return isinstance(value, Tensor) and value.dim() == 3
 
 
 __all__ = ["RNN", "ElmanCell", "LSTMCell", "GRUCell"]

@@ -1,0 +1,321 @@
+"""The matrix products of the recurrent kernels, and which library computes them.
+
+Nearly all of a recurrent layer's time goes to a few products (B batch, T time, D input,
+H hidden, G gates): per step, `h U^T` forward and `delta U` backward; over the whole
+sequence, `x W^T` and `delta W`. torch's `addmm` runs them with the BLAS torch was built
+with (MKL on x86). oneDNN, which torch also ships and which `nn.LSTM` uses on CPU, is much
+faster on some CPUs and not on others:
+
+    AMD EPYC with AVX-512:   oneDNN ~1.8x MKL on these shapes (issue 19's measurement)
+    AMD EPYC Zen 2 (AVX2):   whole-sequence products within 11% (results/matmul_backends.json);
+                             per-step ones 7-10% faster with the weight packed once per call
+
+so the kernels ask `backend_for(x)` for their products, and the library is chosen once:
+
+- "blas", "onednn", or "onednn-steps" (oneDNN for the per-step products, BLAS for the
+  rest), from `set_matmul_backend(name)`, `RNN_TASKS_MATMUL`, or `matmul=` in a training
+  config;
+- "auto" (the default) times both kinds of product and gives each to oneDNN only where it is
+  at least `AUTO_MARGIN` faster. The choice is kept per CPU, thread count and torch version
+  in `~/.cache/rnn_tasks/matmul.json` (`RNN_TASKS_CACHE` moves it), so that two runs of one
+  command on one machine compute alike.
+
+The choice is logged (logger "rnn_tasks"); a training run records it in `metrics.json` and
+its checkpoints, and a resumed run uses its checkpoint's. The libraries agree to float32
+rounding. oneDNN serves CPU float32 only; other dtypes and devices (float64 in the tests,
+CUDA) always take torch's own `addmm`.
+
+`Int8` and `BF16` are for inference only, and per module, never by default: dynamically
+quantised int8 products (fbgemm) or bfloat16 ones, which a network gets from
+`rnn_tasks.nn.reduce_precision`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+import warnings
+import weakref
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger("rnn_tasks")
+
+ENV = "RNN_TASKS_MATMUL"
+CHOICES = ("auto", "blas", "onednn", "onednn-steps")
+AUTO_MARGIN = 1.05  # oneDNN must be this many times faster than BLAS to be chosen
+CACHE = "RNN_TASKS_CACHE"  # where `auto` keeps its choices (default ~/.cache/rnn_tasks)
+
+
+class Blas:
+    """torch's own `addmm`: MKL on x86 CPUs, cuBLAS on GPUs."""
+
+    name = "blas"
+
+    @staticmethod
+    def prepare(M: Tensor, rows: int | None = None) -> Tensor:
+        """`M` laid out for `x M^T` products with `rows` rows of `x` each (a hint)."""
+        # `h @ U^T` with U^T laid out (H, G*H) runs markedly faster for small batches than
+        # with the transposed view of U (MKL, ~1.4x at B = 32); the copy is made once per call.
+        return M.t().contiguous()
+
+    @staticmethod
+    def addmm_(out: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        """`out += x M^T`, with `P = prepare(M)`."""
+        return out.addmm_(x, P)
+
+    @staticmethod
+    def addmm(out: Tensor, b: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        """`out = b + x M^T`, with `P = prepare(M)`."""
+        return torch.addmm(b, x, P, out=out)
+
+    @staticmethod
+    def linear(x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
+        """`x M^T + b` for 2-D `x`, into `out` (any strides) when given."""
+        if b is None:
+            return torch.mm(x, M.t(), out=out) if out is not None else torch.mm(x, M.t())
+        return torch.addmm(b, x, M.t(), out=out) if out is not None else torch.addmm(b, x, M.t())
+
+
+class OneDNN:
+    """oneDNN's inner product (what inductor uses on CPU), with a weight that serves many
+    products reordered once into oneDNN's blocked layout for the number of rows at hand."""
+
+    name = "onednn"
+
+    @staticmethod
+    def prepare(M: Tensor, rows: int | None = None) -> Tensor:
+        # Packed for `rows`, the per-step product was 7-10% faster than on the plain weight
+        # and than MKL's addmm (Zen 2, B 32-64, H 256-512); the plain weight also works.
+        if rows is None or not hasattr(torch.ops.mkldnn, "_reorder_linear_weight"):
+            return M.contiguous()
+        return torch.ops.mkldnn._reorder_linear_weight(M.contiguous(), rows)
+
+    @staticmethod
+    def addmm_(out: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        # Product then add: faster than the "add" post-op (binary), which needs a copy back.
+        return out.add_(torch.ops.mkldnn._linear_pointwise(x, P, None, "none", [], ""))
+
+    @staticmethod
+    def addmm(out: Tensor, b: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        return out.copy_(torch.ops.mkldnn._linear_pointwise(x, P, b, "none", [], ""))
+
+    @staticmethod
+    def linear(x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
+        y = torch.ops.mkldnn._linear_pointwise(x, M.contiguous(), b, "none", [], "")
+        return y if out is None else out.copy_(y)
+
+
+class Int8:
+    """Dynamically quantised int8 products for inference: weights int8 per output row,
+    each call's input quantised on the fly (fbgemm's `quantized::linear_dynamic`).
+
+    Prepacking a weight costs a pass over it, so prepared weights are cached per
+    parameter and reused until the parameter changes (`Tensor._version`).
+    """
+
+    name = "int8"
+
+    @staticmethod
+    def prepare(M: Tensor, rows: int | None = None) -> object:
+        M = M.detach().float().contiguous()
+        scale = (M.abs().amax(1) / 127).clamp_min(1e-12).double()
+        zero = torch.zeros(M.shape[0], dtype=torch.long)
+        with warnings.catch_warnings():  # torch marks quantised tensors as deprecated (2.10+)
+            warnings.simplefilter("ignore", UserWarning)
+            q = torch.quantize_per_channel(M, scale, zero, 0, torch.qint8)
+        return torch.ops.quantized.linear_prepack(q, None)
+
+    @staticmethod
+    def addmm_(out: Tensor, x: Tensor, P: object) -> Tensor:
+        return out.add_(torch.ops.quantized.linear_dynamic(x.contiguous(), P, True))
+
+    @staticmethod
+    def addmm(out: Tensor, b: Tensor, x: Tensor, P: object) -> Tensor:
+        return out.copy_(torch.ops.quantized.linear_dynamic(x.contiguous(), P, True)).add_(b)
+
+    @classmethod
+    def linear(cls, x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
+        y = torch.ops.quantized.linear_dynamic(x.contiguous(), cached(cls, M), True)
+        if b is not None:
+            y = y.add_(b)
+        return y if out is None else out.copy_(y)
+
+
+class BF16:
+    """bfloat16 products for inference: weights and each call's input rounded to bfloat16,
+    the product accumulated and returned in float32 (the state stays float32). Fast only on
+    CPUs with bfloat16 instructions (AVX512_BF16, AMX); elsewhere torch emulates them."""
+
+    name = "bf16"
+
+    @staticmethod
+    def prepare(M: Tensor, rows: int | None = None) -> Tensor:
+        return M.detach().to(torch.bfloat16).t().contiguous()
+
+    @staticmethod
+    def _mm(x: Tensor, P: Tensor) -> Tensor:
+        return torch.mm(x.to(torch.bfloat16), P).to(x.dtype)
+
+    @classmethod
+    def addmm_(cls, out: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        return out.add_(cls._mm(x, P))
+
+    @classmethod
+    def addmm(cls, out: Tensor, b: Tensor, x: Tensor, P: Tensor) -> Tensor:
+        return torch.add(cls._mm(x, P), b, out=out)
+
+    @classmethod
+    def linear(cls, x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
+        y = cls._mm(x, cached(cls, M))
+        if b is not None:
+            y = y.add_(b)
+        return y if out is None else out.copy_(y)
+
+
+class OneDNNSteps(OneDNN):
+    """oneDNN for the per-step products (`h U^T`, `delta U`), BLAS for the whole-sequence
+    ones (`x W^T`, `delta W`): what `auto` picks where only the first are faster in oneDNN."""
+
+    name = "onednn-steps"
+    linear = staticmethod(Blas.linear)
+
+
+Backend = type[Blas] | type[OneDNN] | type[Int8] | type[BF16]
+BACKENDS: dict[str, Backend] = {"blas": Blas, "onednn": OneDNN, "onednn-steps": OneDNNSteps}
+REDUCED: dict[str, Backend] = {"int8": Int8, "bf16": BF16}  # inference only, per module
+
+_chosen: Backend | None = None
+_cache: dict[int, tuple[weakref.ref, dict]] = {}  # id(parameter) -> (ref, prepared copies)
+
+
+def set_matmul_backend(name: str) -> str:
+    """Use `name` ("blas", "onednn" or "auto") for every later product; returns the backend
+    now in use (for "auto", the measured choice)."""
+    global _chosen
+    if name not in CHOICES:
+        raise ValueError(f"matmul backend must be one of {list(CHOICES)}, got {name!r}")
+    if name.startswith("onednn") and not onednn_available():
+        raise ValueError(f"matmul backend {name!r} needs oneDNN, which this torch lacks")
+    _chosen = _auto() if name == "auto" else BACKENDS[name]
+    log.info("matmul backend: %s%s", _chosen.name, " (auto)" if name == "auto" else "")
+    return _chosen.name
+
+
+def matmul_backend() -> str:
+    """The backend in use, choosing it now (from $RNN_TASKS_MATMUL, else "auto") if needed."""
+    return _current().name
+
+
+def onednn_available() -> bool:
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
+def backend_for(x: Tensor) -> Backend:
+    """The backend for products with `x`: the chosen one for CPU float32, else BLAS."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return Blas
+    return _current()
+
+
+def cached(backend: Backend, M: Tensor, rows: int | None = None):
+    """`backend.prepare(M, rows)` for a parameter (or a view of one), kept until it changes.
+
+    Only used outside autograd: a prepared copy must not hide a weight's gradient.
+    """
+    base = M._base if M._base is not None else M
+    key = (backend.name, M.data_ptr(), tuple(M.shape), tuple(M.stride()), rows)
+    ident = id(base)  # tensors compare by value, so they are keyed by id
+    slot = _cache.get(ident)
+    if slot is None or slot[0]() is not base:
+        slot = (weakref.ref(base, lambda _: _cache.pop(ident, None)), {})
+        _cache[ident] = slot
+    entries = slot[1]
+    hit = entries.get(key)
+    if hit is not None and hit[0] == base._version:
+        return hit[1]
+    prepared = backend.prepare(M, rows)
+    entries[key] = (base._version, prepared)
+    return prepared
+
+
+def _current() -> Backend:
+    if _chosen is None:
+        set_matmul_backend(os.environ.get(ENV, "auto"))
+    return _chosen
+
+
+def _auto() -> Backend:
+    """The measured choice for this CPU, thread count and torch, measured once per machine
+    and then read back, so that two runs of one command compute alike."""
+    if not onednn_available():
+        return Blas
+    key = " | ".join((_cpu_signature(), f"{torch.get_num_threads()} threads", torch.__version__))
+    path = Path(os.environ.get(CACHE) or Path.home() / ".cache" / "rnn_tasks") / "matmul.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key) in BACKENDS:
+        return BACKENDS[known[key]]
+    chosen = _measure()
+    try:  # a cache: if it cannot be written, the next process measures again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**known, key: chosen.name}, indent=1))
+        os.replace(tmp, path)
+    except OSError as e:
+        log.debug("matmul choice not cached in %s: %s", path, e)
+    return chosen
+
+
+def _cpu_signature() -> str:
+    """What decides the fastest library: the CPU's model, family and vector instructions."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name in ("model name", "cpu family", "model") and name not in fields:
+                fields[name] = value.strip()
+    except OSError:
+        fields["model name"] = platform.processor() or platform.machine()
+    fields["isa"] = torch.backends.cpu.get_cpu_capability()
+    return ", ".join(f"{k} {v}" for k, v in fields.items())
+
+
+def _measure() -> Backend:
+    """Time BLAS and oneDNN on a step's `h U^T` (B 32, H 256, LSTM) and a sequence's
+    `x W^T + b` (B 32 x T 16): about 0.2 s on 2 cores. Each kind goes to oneDNN only where
+    it is at least `AUTO_MARGIN` faster."""
+    gen = torch.Generator().manual_seed(0)
+    h, x, U, W = (torch.randn(n, 256, generator=gen) for n in (32, 512, 1024, 1024))
+    b, out = torch.zeros(1024), torch.zeros(32, 1024)
+    kinds = {
+        "step": (lambda mm, P: mm.addmm_(out, h, P), 8),
+        "sequence": (lambda mm, P: mm.linear(x, W, b), 2),
+    }
+    faster = {}
+    for kind, (run, calls) in kinds.items():
+        times = {}
+        for mm in (Blas, OneDNN):
+            P = mm.prepare(U, h.shape[0])
+            run(mm, P)  # warm-up
+            best = float("inf")
+            for _ in range(5):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    run(mm, P)
+                best = min(best, time.perf_counter() - start)
+            times[mm.name] = best
+        ratio = times["blas"] / times["onednn"]
+        faster[kind] = ratio >= AUTO_MARGIN
+        log.debug("matmul timing, %s: BLAS / oneDNN %.2f", kind, ratio)
+    if faster["step"]:
+        return OneDNN if faster["sequence"] else OneDNNSteps
+    return Blas
