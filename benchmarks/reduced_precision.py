@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     precisions = [p for p in PRECISIONS if p in ["float32", *args.precisions.split(",")]]
     limits = parse_limits(args.limit)
+    revision = git_revision()  # now: the code this process imported, not a later commit
     set_up_process(args.threads)
     for logger in ("lightning.pytorch", "lightning.fabric"):  # the Trainer's banner, per run
         logging.getLogger(logger).setLevel(logging.WARNING)
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import test_nn_torch_equivalence as reference
@@ -114,11 +115,10 @@ def test_cached_weights_follow_an_in_place_update(kind, restore_backend):
         assert torch.equal(ours.step(x[:, 0])[0], fresh.step(x[:, 0])[0])
 
 
-def _slow(seconds: float):
+def _slowed(product):
     def run(*args, **kwargs):
-        import time
-
-        time.sleep(seconds)
+        time.sleep(0.002)
+        return product(*args, **kwargs)
 
     return staticmethod(run)
 
@@ -133,21 +133,24 @@ def no_cached_choice(monkeypatch, tmp_path):
 @pytest.mark.parametrize(
     ("slow", "chosen"),
     [
-        ({}, None),  # whatever this machine measures: one of the three
-        ({"Blas": ["addmm_"]}, "onednn-steps"),
-        ({"Blas": ["addmm_", "linear"]}, "onednn"),
-        ({"OneDNN": ["addmm_", "linear"]}, "blas"),
+        ({}, ("blas", "onednn", "onednn-steps")),  # whatever this machine measures
+        ({"Blas": ["addmm_", "linear"]}, ("onednn", "onednn-steps")),
+        ({"Blas": ["addmm_", "linear"], "OneDNNSteps": ["linear"]}, ("onednn",)),
+        ({"OneDNN": ["addmm_"]}, ("blas",)),
     ],
 )
-def test_auto_gives_each_kind_of_product_to_the_faster_library(
+def test_auto_keeps_blas_unless_another_library_is_clearly_faster(
     slow, chosen, restore_backend, no_cached_choice, monkeypatch, caplog
 ):
+    """`auto` times a real LSTM training step through each library; a library made slow
+    (a sleep in its products) must lose."""
     for cls, names in slow.items():
         for name in names:
-            monkeypatch.setattr(getattr(matmul, cls), name, _slow(0.02))
+            original = getattr(getattr(matmul, cls), name)
+            monkeypatch.setattr(getattr(matmul, cls), name, _slowed(original))
     with caplog.at_level(logging.INFO, logger="rnn_tasks"):
         name = matmul.set_matmul_backend("auto")
-    assert name == chosen if chosen else name in matmul.BACKENDS
+    assert name in chosen
     assert f"matmul backend: {name} (auto)" in caplog.text
 
 

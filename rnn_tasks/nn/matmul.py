@@ -8,17 +8,18 @@ faster on some CPUs and not on others:
 
     AMD EPYC with AVX-512:   oneDNN ~1.8x MKL on these shapes (issue 19's measurement)
     AMD EPYC Zen 2 (AVX2):   whole-sequence products within 11% (results/matmul_backends.json);
-                             per-step ones 7-10% faster with the weight packed once per call
+                             per-step ones 7-10% faster alone (weight packed once per call),
+                             but a whole LSTM step through them 2-10% slower
 
 so the kernels ask `backend_for(x)` for their products, and the library is chosen once:
 
 - "blas", "onednn", or "onednn-steps" (oneDNN for the per-step products, BLAS for the
   rest), from `set_matmul_backend(name)`, `RNN_TASKS_MATMUL`, or `matmul=` in a training
   config;
-- "auto" (the default) times both kinds of product and gives each to oneDNN only where it is
-  at least `AUTO_MARGIN` faster. The choice is kept per CPU, thread count and torch version
-  in `~/.cache/rnn_tasks/matmul.json` (`RNN_TASKS_CACHE` moves it), so that two runs of one
-  command on one machine compute alike.
+- "auto" (the default) times an LSTM layer's training step with each and keeps BLAS unless
+  another is at least `AUTO_MARGIN` faster. The choice is kept per CPU, thread count and
+  torch version in `~/.cache/rnn_tasks/matmul.json` (`RNN_TASKS_CACHE` moves it), so that
+  two runs of one command on one machine compute alike.
 
 The choice is logged (logger "rnn_tasks"); a training run records it in `metrics.json` and
 its checkpoints, and a resumed run uses its checkpoint's. The libraries agree to float32
@@ -290,32 +291,31 @@ def _cpu_signature() -> str:
 
 
 def _measure() -> Backend:
-    """Time BLAS and oneDNN on a step's `h U^T` (B 32, H 256, LSTM) and a sequence's
-    `x W^T + b` (B 32 x T 16): about 0.2 s on 2 cores. Each kind goes to oneDNN only where
-    it is at least `AUTO_MARGIN` faster."""
+    """Times one LSTM layer's training step (B 32, T 16, H 256; the hand-written kernels,
+    forward and backward) with each library, in interleaved rounds: about 0.5 s on 2 cores.
+    A whole step, not the bare products: the oneDNN step product alone measured 9% faster
+    on a Zen 2 EPYC, the step that uses it 2-6% slower (weight packing, copies)."""
+    from .bptt import LSTMBPTT  # it imports this module
+
+    global _chosen
     gen = torch.Generator().manual_seed(0)
-    h, x, U, W = (torch.randn(n, 256, generator=gen) for n in (32, 512, 1024, 1024))
-    b, out = torch.zeros(1024), torch.zeros(32, 1024)
-    kinds = {
-        "step": (lambda mm, P: mm.addmm_(out, h, P), 8),
-        "sequence": (lambda mm, P: mm.linear(x, W, b), 2),
-    }
-    faster = {}
-    for kind, (run, calls) in kinds.items():
-        times = {}
-        for mm in (Blas, OneDNN):
-            P = mm.prepare(U, h.shape[0])
-            run(mm, P)  # warm-up
-            best = float("inf")
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(calls):
-                    run(mm, P)
-                best = min(best, time.perf_counter() - start)
-            times[mm.name] = best
-        ratio = times["blas"] / times["onednn"]
-        faster[kind] = ratio >= AUTO_MARGIN
-        log.debug("matmul timing, %s: BLAS / oneDNN %.2f", kind, ratio)
-    if faster["step"]:
-        return OneDNN if faster["sequence"] else OneDNNSteps
-    return Blas
+    x = torch.randn(16, 32, 256, generator=gen).requires_grad_()
+    W, U = (torch.randn(1024, 256, generator=gen).mul_(0.06).requires_grad_() for _ in "WU")
+    b, h0 = torch.zeros(1024, requires_grad=True), torch.zeros(32, 256)
+
+    def step():
+        S, _, _ = LSTMBPTT.apply(x, W, b, U, h0, h0, None, False)
+        S.sum().backward()
+
+    best = {}
+    for _ in range(6):
+        for mm in (Blas, OneDNNSteps, OneDNN):
+            _chosen = mm
+            start = time.perf_counter()
+            step()
+            best[mm] = min(best.get(mm, float("inf")), time.perf_counter() - start)
+    _chosen = None
+    times = {mm.name: f"{t * 1e3:.1f} ms" for mm, t in best.items()}
+    log.debug("matmul timing, an LSTM layer's training step: %s", times)
+    fastest = min(best, key=best.get)
+    return fastest if best[Blas] >= AUTO_MARGIN * best[fastest] else Blas
