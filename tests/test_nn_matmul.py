@@ -209,3 +209,17 @@ def test_backends_agree_on_a_trained_lstm_language_model_step(restore_backend):
         with torch.no_grad():
             results[name] = rnn(x)[0]
     assert_equal_to(results["onednn"], results["blas"], "onednn vs blas")
+
+
+def test_auto_measures_wherever_the_first_product_comes_from(restore_backend, no_cached_choice):
+    """The first product may come from inside `torch.inference_mode` or an autograd
+    Function's forward (no grad): the measurement, a training step, still runs."""
+    matmul._chosen = None
+    rnn = RNN(4, 5, cell="lstm")
+    with torch.inference_mode():
+        rnn(torch.randn(2, 3, 4))
+    assert no_cached_choice.exists()
+    matmul._chosen = None
+    no_cached_choice.unlink()
+    rnn(torch.randn(2, 3, 4, requires_grad=True))[0].sum().backward()
+    assert no_cached_choice.exists()

@@ -264,7 +264,9 @@ def _auto() -> Backend:
         known = {}
     if known.get(key) in BACKENDS:
         return BACKENDS[known[key]]
-    chosen = _measure()
+    # The first product may come from anywhere, a kernel under inference_mode included.
+    with torch.inference_mode(False), torch.enable_grad():
+        chosen = _measure()
     try:  # a cache: if it cannot be written, the next process measures again
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
