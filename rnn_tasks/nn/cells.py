@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .matmul import REDUCED, Backend, backend_for, cached
+from .matmul import REDUCED, backend_for
 
 Nonlinearity = Literal["tanh", "relu"]
 NONLINEARITIES: dict[str, object] = {"tanh": torch.tanh, "relu": torch.relu}
@@ -85,12 +85,29 @@ class _Cell(nn.Module):
         (same structure as `state`, not sharing its memory)."""
         raise NotImplementedError
 
-    def _products(self, x_t: Tensor) -> tuple[Backend, object, object]:
-        """The backend for a step without autograd, and `W`, `U` prepared for it (cached:
-        generation reuses them every step)."""
+    def _products(self, x_t: Tensor) -> tuple:
+        """The backend for a step without autograd and the weights prepared for it: `W` and
+        the blocks of `U` (`_U_blocks`). Generation runs this every step, so the prepared
+        weights stay on the cell until the backend, the batch size or a weight changes
+        (`_version` counts in-place changes; a new tensor has another address)."""
         mm = REDUCED.get(self.precision) or backend_for(x_t)
-        rows = x_t.shape[0]
-        return mm, cached(mm, self.W, rows), cached(mm, self.U, rows)
+        W, U = self.W, self.U
+        key = (mm, x_t.shape[0], W._version, U._version, W.data_ptr(), U.data_ptr())
+        kept = self.__dict__.get("_step_weights")
+        if kept is None or kept[0] != key:
+            rows = x_t.shape[0]
+            blocks = (mm.prepare(M.detach(), rows) for M in (W, *self._U_blocks()))
+            kept = self.__dict__["_step_weights"] = (key, (mm, *blocks))
+        return kept[1]
+
+    def _U_blocks(self) -> tuple[Tensor, ...]:
+        return (self.U,)
+
+    def __getstate__(self) -> dict:
+        # Prepared copies are not part of the cell (and an int8 one cannot be pickled).
+        state = dict(super().__getstate__())
+        state.pop("_step_weights", None)
+        return state
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
@@ -187,6 +204,9 @@ class GRUCell(_Cell):
         self.b_hn = nn.Parameter(torch.empty(hidden_size))
         self.reset_parameters()  # again, now that b_hn exists
 
+    def _U_blocks(self) -> tuple[Tensor, ...]:
+        return tuple(self.U.split(2 * self.hidden_size))  # r and z; n (r multiplies it)
+
     def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
         hw = torch.mm(h, self.U.t())  # (B, 3H)
@@ -198,8 +218,7 @@ class GRUCell(_Cell):
 
     def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
-        mm, W, _ = self._products(x_t)
-        U_rz, U_n = (cached(mm, U, x_t.shape[0]) for U in self.U.split(2 * H))
+        mm, W, U_rz, U_n = self._products(x_t)
         a = mm.addmm(x_t.new_empty(x_t.shape[0], 3 * H), self.b, x_t, W)
         rz = mm.addmm_(a[:, : 2 * H], h, U_rz).sigmoid_()
         hn = mm.addmm(torch.empty_like(h), self.b_hn, h, U_n)
