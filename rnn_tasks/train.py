@@ -228,7 +228,9 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     start = time.perf_counter()
     validate_train_config(cfg)  # before the data is read and the model built
     revision = git_revision()  # the code this run started from, not HEAD when it ends
-    set_up_process(cfg.threads, cfg.flush_denormal, cfg.matmul)
+    # A resumed run takes its checkpoint's library (keep_matmul_backend): no measuring first.
+    resuming_auto = cfg.ckpt_path and cfg.matmul == "auto"
+    set_up_process(cfg.threads, cfg.flush_denormal, None if resuming_auto else cfg.matmul)
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
     with RunLock(output_dir, command) if first_process() else contextlib.nullcontext():

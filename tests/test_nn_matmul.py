@@ -223,3 +223,36 @@ def test_auto_measures_wherever_the_first_product_comes_from(restore_backend, no
     no_cached_choice.unlink()
     rnn(torch.randn(2, 3, 4, requires_grad=True))[0].sum().backward()
     assert no_cached_choice.exists()
+
+
+@pytest.mark.parametrize(("environment", "expected"), [(None, "auto"), ("onednn", "onednn")])
+def test_the_training_config_takes_the_environments_choice(
+    environment, expected, monkeypatch, tmp_path
+):
+    from test_train import make_cfg
+
+    from rnn_tasks.config_checks import validate_train_config
+
+    if environment is None:
+        monkeypatch.delenv(matmul.ENV, raising=False)
+    else:
+        monkeypatch.setenv(matmul.ENV, environment)
+    cfg = make_cfg(tmp_path, ["task=cls"])
+    assert cfg.matmul == expected
+    monkeypatch.setenv(matmul.ENV, "mkl")  # a bad value is refused like a bad override
+    with pytest.raises(Exception, match="matmul"):
+        validate_train_config(make_cfg(tmp_path, ["task=cls"]))
+
+
+def test_packed_input_is_refused_with_what_to_pass_instead():
+    rnn = RNN(3, 4, batch_first=False)
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 3), [5, 3])
+    with pytest.raises(ValueError, match="PackedSequence input is not supported"):
+        rnn(packed)
+
+
+def test_reduce_precision_says_when_it_leaves_a_torch_rnn_alone():
+    from rnn_tasks.nn import reduce_precision
+
+    with pytest.warns(UserWarning, match=r"leaves torch.nn recurrent modules.*\['1'\]"):
+        reduce_precision(nn.Sequential(nn.Linear(3, 3), nn.LSTM(3, 3)), "int8")

@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--impls", nargs="+", default=["torch", "ours"], choices=["torch", "ours"])
     parser.add_argument("--seed", type=int, default=1111)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, help="default: results/word_language_model.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: results/word_language_model.json (with --quick: one in the temp folder)",
+    )
     args = parser.parse_args(argv)
     out = args.out or (
         Path(tempfile.gettempdir()) / "word_language_model_quick.json"

@@ -196,8 +196,8 @@ _cache: dict[int, tuple[weakref.ref, dict]] = {}  # id(parameter) -> (ref, prepa
 
 
 def set_matmul_backend(name: str) -> str:
-    """Use `name` ("blas", "onednn" or "auto") for every later product; returns the backend
-    now in use (for "auto", the measured choice)."""
+    """Use `name` ("blas", "onednn", "onednn-steps" or "auto") for every later product;
+    returns the backend now in use (for "auto", the measured or cached choice)."""
     global _chosen
     if name not in CHOICES:
         raise ValueError(f"matmul backend must be one of {list(CHOICES)}, got {name!r}")
@@ -296,7 +296,7 @@ def _measure() -> Backend:
     """Times one LSTM layer's training step (B 32, T 16, H 256; the hand-written kernels,
     forward and backward) with each library, in interleaved rounds: about 0.5 s on 2 cores.
     A whole step, not the bare products: the oneDNN step product alone measured 9% faster
-    on a Zen 2 EPYC, the step that uses it 2-6% slower (weight packing, copies)."""
+    on a Zen 2 EPYC, the step that uses it 2-10% slower (weight packing, copies)."""
     from .bptt import LSTMBPTT  # it imports this module
 
     global _chosen

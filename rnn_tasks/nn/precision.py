@@ -23,6 +23,7 @@ refuses a pass that would need gradients.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -62,6 +63,13 @@ def reduce_precision(module: nn.Module, precision: str, inplace: bool = False) -
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     if precision == "float32":
         return module
+    torch_rnns = [n for n, m in module.named_modules() if isinstance(m, nn.RNNBase)]
+    if torch_rnns:
+        warnings.warn(
+            f"reduce_precision leaves torch.nn recurrent modules as they are ({torch_rnns}): "
+            f"replace them with rnn_tasks.nn.RNN.from_torch(...) first",
+            stacklevel=2,
+        )
     if not inplace:
         module = copy.deepcopy(module)
     if isinstance(module, nn.Linear):

@@ -221,6 +221,11 @@ class RNN(nn.Module):
     # -- input checks --------------------------------------------------------------------
 
     def _check_input(self, x: Tensor) -> None:
+        if isinstance(x, nn.utils.rnn.PackedSequence):
+            raise ValueError(
+                "PackedSequence input is not supported: pass the padded batch and its "
+                "lengths, rnn(x, lengths, state) (padded steps are skipped exactly as packing does)"
+            )
         layout = "(batch, time, features)" if self.batch_first else "(time, batch, features)"
         if x.dim() != 3:
             raise ValueError(
