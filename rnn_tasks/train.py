@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
 from .config_checks import validate_train_config
+from .errors import ConfigError
 from .figures import write_figures
 from .guards import (
     FiniteGuard,
@@ -283,6 +284,7 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
         del checkpoint  # its tensors: Lightning loads the file again for the weights
     trainer = build_trainer(cfg, output_dir, start)
+    refuse_several_processes(trainer)
     prepend_metrics(trainer.logger, carried)
     stop, clock = callback(trainer, SignalStop), callback(trainer, ExactResume)
     stop.install()  # from here on, a signal stops the run cleanly
@@ -314,6 +316,23 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
     if trainer.is_global_zero:  # from metrics.csv; a failure to draw only warns
         write_figures(output_dir, task, datamodule, tested=cfg.test)
     return metrics
+
+
+def refuse_several_processes(trainer: L.Trainer) -> None:
+    """Raises before training on more than one process (DDP over devices or nodes).
+
+    Not yet right there: Lightning's sampler would reorder the language model's BPTT
+    windows, so the state carried into a window would come from unrelated text; validation
+    and test metrics would be per process, with padded duplicates; every process would
+    write the results. Refusing beats training wrongly in silence.
+    """
+    if trainer.world_size > 1:
+        raise ConfigError(
+            f"trainer: {trainer.world_size} processes (trainer.num_nodes x trainer.devices, "
+            f"strategy {type(trainer.strategy).__name__}) is not supported yet: the LM's "
+            f"carried state, metrics across processes and one writer of the results are not "
+            f"in place; train on one device (trainer.devices=1)"
+        )
 
 
 def status_of(stopped: RunStopped) -> str:
