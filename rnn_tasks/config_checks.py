@@ -175,6 +175,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "model.char_hidden_size": whole(1),
     "model.dropout": DROPOUT,
     "model.embedding_dropout": DROPOUT,
+    "model.weight_drop": DROPOUT,
     "model.output_dropout": DROPOUT,
     "model.word_dropout": DROPOUT,
     "model.bidirectional": FLAG,

@@ -99,6 +99,7 @@ class Encoder(nn.Module):
         fixed_words: the last ids of the vocabulary are words training never sees (added
             from a pretrained file, `Vocab.extended`): their vectors sit in a buffer,
             `fixed_embedding`, that `load_pretrained` fills and no optimiser touches.
+        weight_drop: in training, DropConnect on every recurrent matrix `U` (`RNN`).
     """
 
     def __init__(
@@ -118,6 +119,7 @@ class Encoder(nn.Module):
         word_dropout: float = 0.0,
         unk_idx: int | None = None,
         fixed_words: int = 0,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0 <= fixed_words < vocab_size:
@@ -139,8 +141,9 @@ class Encoder(nn.Module):
         self.chars = chars
         input_size = embedding_dim + (chars.output_size if chars else 0)
         self.rnn = recurrent.RNN(
-            input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt
-        )
+            input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt,
+            weight_drop=weight_drop,
+        )  # fmt: skip
 
     @property
     def output_size(self) -> int:

@@ -132,8 +132,9 @@ class ElmanCell(_Cell):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size)
 
-    def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        h = NONLINEARITIES[self.nonlinearity](torch.addmm(xw_t, h, self.U.t()))
+    def recur(self, xw_t: Tensor, h: Tensor, U: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        U = self.U if U is None else U
+        h = NONLINEARITIES[self.nonlinearity](torch.addmm(xw_t, h, U.t()))
         return h, h
 
     def _step_into(self, x_t: Tensor, h: Tensor, out: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,9 +167,12 @@ class LSTMCell(_Cell):
         h = like.new_zeros(batch_size, self.hidden_size)
         return h, torch.zeros_like(h)
 
-    def recur(self, xw_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+    def recur(
+        self, xw_t: Tensor, state: LSTMState, U: Tensor | None = None
+    ) -> tuple[Tensor, LSTMState]:
         h, c = state
-        i, f, g, o = torch.addmm(xw_t, h, self.U.t()).chunk(4, dim=-1)
+        U = self.U if U is None else U
+        i, f, g, o = torch.addmm(xw_t, h, U.t()).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, (h, c)
@@ -207,9 +211,9 @@ class GRUCell(_Cell):
     def _U_blocks(self) -> tuple[Tensor, ...]:
         return tuple(self.U.split(2 * self.hidden_size))  # r and z; n (r multiplies it)
 
-    def recur(self, xw_t: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def recur(self, xw_t: Tensor, h: Tensor, U: Tensor | None = None) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
-        hw = torch.mm(h, self.U.t())  # (B, 3H)
+        hw = torch.mm(h, (self.U if U is None else U).t())  # (B, 3H)
         rz = torch.sigmoid(xw_t[:, : 2 * H] + hw[:, : 2 * H])
         r, z = rz[:, :H], rz[:, H:]
         n = torch.tanh(xw_t[:, 2 * H :] + r * (hw[:, 2 * H :] + self.b_hn))

@@ -64,6 +64,7 @@ def unroll(
     reverse: bool = False,
     bptt: BPTT = "manual",
     out: Tensor | None = None,
+    U: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | LSTMState]:
     """Run `cell` over `x` (T, B, D) from `state`; returns (states (T, B, H), final state).
 
@@ -71,20 +72,21 @@ def unroll(
     final state is each sequence's state after its last real step in this direction.
     `out`, a (T, B, H) tensor or view, receives the states (a bidirectional layer passes
     its two halves of one (T, B, 2H) buffer, so no concatenation is needed).
+    `U`, when given, replaces `cell.U` for this call (weight drop: a dropped copy of it).
     """
     if torch.compiler.is_exporting():
         S, final = _unroll_scan(cell, x, state, mask, reverse)
     elif bptt == "autograd":
-        S, final = _unroll_autograd(cell, x, state, mask, reverse)
+        S, final = _unroll_autograd(cell, x, state, mask, reverse, U)
     elif _needs_grad(cell, x, state) or not isinstance(cell, (ElmanCell, LSTMCell, GRUCell)):
         if cell.precision in REDUCED:
             raise RuntimeError(
                 f"this network computes in {cell.precision} (reduce_precision), for inference "
                 f"only: run it under torch.no_grad(), or train the float32 network"
             )
-        S, final = _unroll_manual(cell, x, state, mask, reverse)
+        S, final = _unroll_manual(cell, x, state, mask, reverse, U)
     else:
-        return _unroll_inference(cell, x, state, mask, reverse, out)
+        return _unroll_inference(cell, x, state, mask, reverse, out, U)
     if out is not None:
         S = out.copy_(S)
     return S, final
@@ -97,39 +99,41 @@ def _needs_grad(cell: _Cell, x: Tensor, state) -> bool:
     return any(t.requires_grad for t in (x, *states, *cell.parameters()))
 
 
-def _unroll_manual(cell, x, state, mask, reverse):
+def _unroll_manual(cell, x, state, mask, reverse, U=None):
     """The hand-written BPTT of `rnn_tasks.nn.bptt`: one autograd node per layer-direction."""
+    U = cell.U if U is None else U
     if isinstance(cell, LSTMCell):
         h0, c0 = state
-        S, h_n, c_n = LSTMBPTT.apply(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse)
+        S, h_n, c_n = LSTMBPTT.apply(x, cell.W, cell.b, U, h0, c0, mask, reverse)
         return S, (h_n, c_n)
     if isinstance(cell, GRUCell):
-        return GRUBPTT.apply(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse)
+        return GRUBPTT.apply(x, cell.W, cell.b, U, cell.b_hn, state, mask, reverse)
     if isinstance(cell, ElmanCell):
         relu = cell.nonlinearity == "relu"
-        return ElmanBPTT.apply(x, cell.W, cell.b, cell.U, state, mask, reverse, relu)
+        return ElmanBPTT.apply(x, cell.W, cell.b, U, state, mask, reverse, relu)
     raise TypeError(f"no hand-written BPTT for {type(cell).__name__}; use bptt='autograd'")
 
 
-def _unroll_inference(cell, x, state, mask, reverse, out):
+def _unroll_inference(cell, x, state, mask, reverse, out, U=None):
     """The same forward kernels, storing nothing for a backward pass that will not come."""
+    U = cell.U if U is None else U
     mm = REDUCED.get(cell.precision)
     if isinstance(cell, LSTMCell):
         h0, c0 = state
-        S, h, c = lstm_forward(x, cell.W, cell.b, cell.U, h0, c0, mask, reverse, out, mm=mm)
+        S, h, c = lstm_forward(x, cell.W, cell.b, U, h0, c0, mask, reverse, out, mm=mm)
         return S, (h, c)
     if isinstance(cell, GRUCell):
-        return gru_forward(x, cell.W, cell.b, cell.U, cell.b_hn, state, mask, reverse, out, mm=mm)
+        return gru_forward(x, cell.W, cell.b, U, cell.b_hn, state, mask, reverse, out, mm=mm)
     relu = cell.nonlinearity == "relu"
-    return elman_forward(x, cell.W, cell.b, cell.U, state, mask, reverse, relu, out, mm=mm)
+    return elman_forward(x, cell.W, cell.b, U, state, mask, reverse, relu, out, mm=mm)
 
 
-def _unroll_autograd(cell, x, state, mask, reverse):
+def _unroll_autograd(cell, x, state, mask, reverse, U=None):
     xw = cell.project(x)
     steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
     outputs = [None] * x.shape[0]
     for t in steps:
-        h, new_state = cell.recur(xw[t], state)
+        h, new_state = cell.recur(xw[t], state, U)
         if mask is not None:  # padded step: keep the state
             m = mask[t]
             if isinstance(new_state, tuple):

@@ -39,6 +39,9 @@ class RNN(nn.Module):
         bptt: "manual" (hand-written backward, default) or "autograd" (reference).
         batch_first: inputs and outputs are (B, T, ...) when True (the default), (T, B, ...)
             when False, as torch's `batch_first`; the state is (L * K, B, H) either way.
+        weight_drop: in training, the share of each recurrent matrix `U`'s entries zeroed
+            (the rest scaled by 1 / (1 - p)), one mask per forward call for all its steps:
+            DropConnect on the recurrent weights (Merity et al. 2017, AWD-LSTM).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class RNN(nn.Module):
         dropout: float = 0.0,
         bptt: BPTT = "manual",
         batch_first: bool = True,
+        weight_drop: float = 0.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -72,12 +76,14 @@ class RNN(nn.Module):
                 f"does nothing (as in torch.nn.RNN); drop out the inputs or outputs instead",
                 stacklevel=2,
             )
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
         if bptt not in BPTT_MODES:
             raise ValueError(f"bptt must be one of {list(BPTT_MODES)}, got {bptt!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.cell, self.nonlinearity, self.bptt = cell, nonlinearity, bptt
         self.bidirectional, self.dropout = bidirectional, dropout
-        self.batch_first = batch_first
+        self.batch_first, self.weight_drop = batch_first, weight_drop
         self.num_directions = 2 if bidirectional else 1
         extra = {"nonlinearity": nonlinearity} if cell == "elman" else {}
         # cells[layer * K + direction], the order of torch's h_n rows.
@@ -143,8 +149,11 @@ class RNN(nn.Module):
                 k = layer * K + direction
                 s0 = h0[k] if c0 is None else (h0[k], c0[k])
                 half = None if out is None else out[..., direction * H : (direction + 1) * H]
+                U = self.cells[k].U
+                if self.training and self.weight_drop:
+                    U = nn.functional.dropout(U, self.weight_drop, training=True)
                 S, final = unroll(
-                    self.cells[k], layer_in, s0, mask, direction == 1, self.bptt, out=half
+                    self.cells[k], layer_in, s0, mask, direction == 1, self.bptt, out=half, U=U
                 )
                 outputs.append(S)  # (T, B, H)
                 if c0 is None:
@@ -347,6 +356,7 @@ class RNN(nn.Module):
             f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
             f"cell={self.cell!r}, bidirectional={self.bidirectional}, "
             f"dropout={self.dropout}, bptt={self.bptt!r}, batch_first={self.batch_first}"
+            + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
         )
 
 
