@@ -43,6 +43,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from rnn_tasks.evaluate import evaluation_data, load_checkpoints, run_split  # noqa: E402
 from rnn_tasks.nn import reduce_precision  # noqa: E402
+from rnn_tasks.nn.matmul import bf16_native  # noqa: E402
 from rnn_tasks.nn.precision import PRECISIONS  # noqa: E402
 from rnn_tasks.runtime import cpu_model, set_up_process  # noqa: E402
 from rnn_tasks.tasks import ClassificationTask, LanguageModelTask, TaggingTask  # noqa: E402
@@ -164,11 +165,6 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{summary['cpu']}, {summary['threads']} thread(s), torch {summary['torch']}; "
           f"bfloat16 instructions: {summary['bf16_native']}; written to {args.out}")  # fmt: skip
     return summary
-
-
-def bf16_native() -> bool:
-    """Whether the CPU has bfloat16 instructions; without them torch emulates bf16."""
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def format_row(row: dict) -> str:

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from rnn_tasks.nn import RNN, matmul_backend, reduce_precision, set_matmul_backend  # noqa: E402
 from rnn_tasks.nn.matmul import CHOICES as MATMUL_CHOICES  # noqa: E402
+from rnn_tasks.nn.matmul import bf16_native as native_bf16  # noqa: E402
 from rnn_tasks.nn.precision import PRECISIONS  # noqa: E402
 from rnn_tasks.runtime import cpu_model  # noqa: E402
 
@@ -270,13 +271,6 @@ def bench_e2e(cell: str, args, H: int = 512, L: int = 2) -> dict:
             "max_abs_diff": diff.abs().max().item(),  # logits against torch's, float32
         }
     return row
-
-
-def native_bf16() -> bool:
-    """Whether the CPU has bfloat16 instructions (AVX512_BF16 or AMX-BF16); without them
-    torch emulates bfloat16 products, far slower than float32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, torch >= 2.1
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def choose_precisions(requested: list[str], force_bf16: bool) -> tuple[list[str], dict]:

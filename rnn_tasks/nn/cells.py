@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .matmul import REDUCED, backend_for
+from .matmul import REDUCED, backend_for, inference_only
 
 Nonlinearity = Literal["tanh", "relu"]
 NONLINEARITIES: dict[str, object] = {"tanh": torch.tanh, "relu": torch.relu}
@@ -74,10 +74,7 @@ class _Cell(nn.Module):
         if not torch.is_grad_enabled():  # generation: no graph to keep, work in place
             return self._step_into(x_t, state, _empty_like(state))
         if self.precision in REDUCED:
-            raise RuntimeError(
-                f"this cell computes in {self.precision} (reduce_precision), for inference "
-                f"only: run it under torch.no_grad(), or train the float32 network"
-            )
+            raise inference_only(self.precision)
         return self.recur(self.project(x_t), state)
 
     def _step_into(self, x_t: Tensor, state, out):
@@ -89,7 +86,9 @@ class _Cell(nn.Module):
         """The backend for a step without autograd and the weights prepared for it: `W` and
         the blocks of `U` (`_U_blocks`). Generation runs this every step, so the prepared
         weights stay on the cell until the backend, the batch size or a weight changes
-        (`_version` counts in-place changes; a new tensor has another address)."""
+        (`_version` counts in-place changes; a new tensor has another address). A key
+        checked here rather than `matmul.cached`'s lookups per weight, which cost 8% of an
+        Elman or GRU generation step (2 x 512, batch 1)."""
         mm = REDUCED.get(self.precision) or backend_for(x_t)
         W, U = self.W, self.U
         key = (mm, x_t.shape[0], W._version, U._version, W.data_ptr(), U.data_ptr())

@@ -78,9 +78,7 @@ class Blas:
     @staticmethod
     def linear(x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
         """`x M^T + b` for 2-D `x`, into `out` (any strides) when given."""
-        if b is None:
-            return torch.mm(x, M.t(), out=out) if out is not None else torch.mm(x, M.t())
-        return torch.addmm(b, x, M.t(), out=out) if out is not None else torch.addmm(b, x, M.t())
+        return torch.mm(x, M.t(), out=out) if b is None else torch.addmm(b, x, M.t(), out=out)
 
 
 class OneDNN:
@@ -143,9 +141,7 @@ class Int8:
     @classmethod
     def linear(cls, x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
         y = torch.ops.quantized.linear_dynamic(x.contiguous(), cached(cls, M), True)
-        if b is not None:
-            y = y.add_(b)
-        return y if out is None else out.copy_(y)
+        return _add_bias_into(y, b, out)
 
 
 class BF16:
@@ -173,10 +169,29 @@ class BF16:
 
     @classmethod
     def linear(cls, x: Tensor, M: Tensor, b: Tensor | None = None, out: Tensor | None = None):
-        y = cls._mm(x, cached(cls, M))
-        if b is not None:
-            y = y.add_(b)
-        return y if out is None else out.copy_(y)
+        return _add_bias_into(cls._mm(x, cached(cls, M)), b, out)
+
+
+def bf16_native() -> bool:
+    """Whether the CPU has bfloat16 instructions (AVX512_BF16 or AMX); without them torch
+    emulates bfloat16 products, far slower than float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, torch >= 2.1
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def _add_bias_into(y: Tensor, b: Tensor | None, out: Tensor | None) -> Tensor:
+    """A reduced-precision product's result `y` (new, float32), plus `b`, into `out`."""
+    if b is not None:
+        y = y.add_(b)
+    return y if out is None else out.copy_(y)
+
+
+def inference_only(precision: str) -> RuntimeError:
+    """The error for a pass that needs gradients through int8 or bfloat16 products."""
+    return RuntimeError(
+        f"this network computes in {precision} (reduce_precision), for inference only: "
+        f"run it under torch.no_grad(), or train the float32 network"
+    )
 
 
 class OneDNNSteps(OneDNN):

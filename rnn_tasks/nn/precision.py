@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .cells import _Cell
-from .matmul import REDUCED
+from .matmul import REDUCED, inference_only
 
 PRECISIONS = ("float32", *REDUCED)
 
@@ -45,10 +45,7 @@ class ReducedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and self.weight.requires_grad:
-            raise RuntimeError(
-                f"this layer computes in {self.precision} (reduce_precision), for inference "
-                f"only: run it under torch.no_grad(), or train the float32 network"
-            )
+            raise inference_only(self.precision)
         y = REDUCED[self.precision].linear(x.reshape(-1, self.in_features), self.weight, self.bias)
         return y.view(*x.shape[:-1], self.out_features)
 

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .bptt import GRUBPTT, LSTMBPTT, ElmanBPTT, elman_forward, gru_forward, lstm_forward
 from .cells import ElmanCell, GRUCell, LSTMCell, LSTMState, _Cell
-from .matmul import REDUCED
+from .matmul import REDUCED, inference_only
 
 BPTT = Literal["manual", "autograd"]
 BPTT_MODES = ("manual", "autograd")
@@ -80,10 +80,7 @@ def unroll(
         S, final = _unroll_autograd(cell, x, state, mask, reverse, U)
     elif _needs_grad(cell, x, state) or not isinstance(cell, (ElmanCell, LSTMCell, GRUCell)):
         if cell.precision in REDUCED:
-            raise RuntimeError(
-                f"this network computes in {cell.precision} (reduce_precision), for inference "
-                f"only: run it under torch.no_grad(), or train the float32 network"
-            )
+            raise inference_only(cell.precision)
         S, final = _unroll_manual(cell, x, state, mask, reverse, U)
     else:
         return _unroll_inference(cell, x, state, mask, reverse, out, U)
