@@ -1,6 +1,6 @@
-"""Training callbacks: where an epoch's time goes (`EpochProfile`), an exponential moving
-average of the weights (`WeightAverage`), and checkpoints that survive a resume into a new
-run folder (`RunCheckpoint`)."""
+"""Training callbacks: where an epoch's time goes (`EpochProfile`), averages of the weights
+(`WeightAverage`, exponential; `TriggeredAverage`, NT-ASGD's uniform one), and checkpoints
+that survive a resume into a new run folder (`RunCheckpoint`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,84 @@ class WeightAverage(EMAWeightAveraging):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+
+class TriggeredAverage(WeightAveraging):
+    """The uniform average of the weights of every optimiser step since a trigger, which
+    fires when `monitor` stops improving: non-monotonically triggered averaging (NT-ASGD,
+    Merity et al. 2017; with `task.optimizer=sgd` it is their optimiser).
+
+    After each validation the monitored figure is compared with the best of those more
+    than `nonmono` validations back (lowest, or highest with `mode="max"`); once it is
+    worse, averaging starts from the current
+    weights, and from then on validation, checkpoints (`state_dict`), the test and
+    inference use the average (the raw weights are kept too, to resume from). Before the
+    trigger nothing changes. The trigger fires once.
+    """
+
+    def __init__(self, nonmono: int, monitor: str = "val/loss", mode: str = "min") -> None:
+        if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
+            raise ValueError(f"nonmono must be a whole number of validations >= 1, got {nonmono}")
+        super().__init__()  # AveragedModel's default: the uniform mean
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.nonmono, self.monitor, self.sign = nonmono, monitor, 1.0 if mode == "min" else -1.0
+        self.history: list[float] = []  # each validation's figure so far, signed: lower is better
+        self.started_at: int | None = None  # the optimiser step averaging started after
+
+    @property
+    def averaging(self) -> bool:
+        return self._average_model is not None and self.started_at is not None
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None and self.started_at is not None
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if self.averaging:
+            self._swap_models(pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.averaging:
+            self._swap_models(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # After the module has logged the epoch's loss, before the checkpoints are written.
+        if trainer.sanity_checking or self.started_at is not None or self._average_model is None:
+            return
+        loss = trainer.callback_metrics.get(self.monitor)
+        if loss is None:
+            return
+        loss = self.sign * float(loss)  # lower is better
+        if len(self.history) > self.nonmono and loss > min(self.history[: -self.nonmono]):
+            self.started_at = trainer.global_step
+            self._average_model.update_parameters(pl_module)  # the average starts here
+            self._latest_update_step = trainer.global_step
+            log.info(
+                "%s %.4f is worse than the best of the validations before the last %d: "
+                "averaging the weights from step %d on (NT-ASGD)",
+                self.monitor, self.sign * loss, self.nonmono, self.started_at,
+            )  # fmt: skip
+        self.history.append(loss)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.averaging:
+            self._copy_average_to_current(pl_module)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "history": self.history, "started_at": self.started_at}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.history, self.started_at = list(state_dict["history"]), state_dict["started_at"]
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if self.averaging:
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Testing or predicting a checkpoint runs its state_dict: the average once started.
+        if trainer.state.fn == TrainerFn.FITTING and "averaging_state" in checkpoint:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
 

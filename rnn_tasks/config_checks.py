@@ -128,6 +128,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "ensemble_size": whole(1),
     "early_stopping_patience": whole(0, note=" (0: off)"),
     "ema_decay": NULL | number(0, 1, open_low=True, open_high=True),
+    "nt_asgd": NULL | whole(1, note=" (validations)"),
     "monitor": TEXT,
     "monitor_mode": one_of("min", "max"),
     "test": FLAG,
@@ -180,6 +181,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "model.word_dropout": DROPOUT,
     "model.bidirectional": FLAG,
     "model.tie_weights": FLAG,
+    "model.variational_dropout": FLAG,
     "model.max_pool": FLAG,
     # task (the optimiser)
     "task.optimizer": one_of(*OPTIMIZERS),
@@ -190,6 +192,8 @@ TRAIN_RULES: dict[str, Allowed] = {
     "task.lr_patience": whole(0),
     "task.lr_milestones": NULL | MILESTONES,
     "task.embeddings.freeze": FLAG,
+    "task.activation_reg": number(0),
+    "task.temporal_reg": number(0),
 }
 
 # evaluate.py, predict.py and generate.py: each has some of these keys.
@@ -220,6 +224,11 @@ TOOL_RULES: dict[str, Allowed] = {
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise a ConfigError for the first value of `cfg` (scripts/train.py's) out of range."""
     check(cfg, TRAIN_RULES)
+    if cfg.get("ema_decay") and cfg.get("nt_asgd"):
+        raise ConfigError(
+            f"ema_decay={cfg.ema_decay} and nt_asgd={cfg.nt_asgd} each average the weights "
+            "that validation and the checkpoints use: set one of them (the other to null)"
+        )
 
 
 def validate_tool_config(cfg: DictConfig) -> None:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nn as recurrent  # our hand-written layers (not torch.nn)
+from .nn.dropout import dropout_layer
 from .nn.rnn import CellName, State
 
 
@@ -100,6 +101,9 @@ class Encoder(nn.Module):
             from a pretrained file, `Vocab.extended`): their vectors sit in a buffer,
             `fixed_embedding`, that `load_pretrained` fills and no optimiser touches.
         weight_drop: in training, DropConnect on every recurrent matrix `U` (`RNN`).
+        variational_dropout: the embedding and between-layer dropouts (and the head's
+            `output_dropout` of the LM and tagger) draw one mask per sequence, kept for all
+            its steps (Gal & Ghahramani 2016), instead of one per step.
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class Encoder(nn.Module):
         unk_idx: int | None = None,
         fixed_words: int = 0,
         weight_drop: float = 0.0,
+        variational_dropout: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= fixed_words < vocab_size:
@@ -137,12 +142,12 @@ class Encoder(nn.Module):
         # (V,) bool, the pretrained rows load_pretrained(freeze=True) keeps fixed; not saved:
         # a checkpoint's table already holds them, and only training needs the mask.
         self.register_buffer("frozen_rows", None, persistent=False)
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = dropout_layer(embedding_dropout, variational_dropout)
         self.chars = chars
         input_size = embedding_dim + (chars.output_size if chars else 0)
         self.rnn = recurrent.RNN(
             input_size, hidden_size, num_layers, cell, nonlinearity, bidirectional, dropout, bptt,
-            weight_drop=weight_drop,
+            weight_drop=weight_drop, variational=variational_dropout,
         )  # fmt: skip
 
     @property
@@ -243,7 +248,7 @@ class LanguageModel(nn.Module):
                 "a backward direction would read the words it must predict"
             )
         self.encoder = Encoder(vocab_size, embedding_dim, hidden_size, **encoder)
-        self.output_dropout = nn.Dropout(output_dropout)
+        self.output_dropout = dropout_layer(output_dropout, encoder.get("variational_dropout"))
         self.V = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             if hidden_size != embedding_dim:
@@ -268,8 +273,15 @@ class LanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """`tokens` (B, T) -> next-word logits (B, T, V) and the state after the last step."""
+        logits, state, _ = self.forward_with_outputs(tokens, state)
+        return logits, state
+
+    def forward_with_outputs(self, tokens: Tensor, state: State | None = None):
+        """`forward`, and the top layer's outputs (B, T, H) before and after
+        `output_dropout`, which activation regularisation penalises (`LanguageModelTask`)."""
         out, state = self.encoder(tokens, state=state)  # (B, T, H)
-        return self.V(self.output_dropout(out)), state
+        dropped = self.output_dropout(out)
+        return self.V(dropped), state, (out, dropped)
 
     def step(self, ids: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One step for generation: `ids` (B,) -> logits (B, V) and the new state."""
@@ -350,7 +362,7 @@ class Tagger(nn.Module):
         cell = encoder.get("cell", "lstm")
         chars = char_encoder(num_chars, char_embedding_dim, char_hidden_size, cell)
         self.encoder = Encoder(vocab_size, chars=chars, **encoder)
-        self.output_dropout = nn.Dropout(output_dropout)
+        self.output_dropout = dropout_layer(output_dropout, encoder.get("variational_dropout"))
         self.V = nn.Linear(self.encoder.output_size, num_tags)
 
     def forward(

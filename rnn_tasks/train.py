@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from .callbacks import EpochProfile, RunCheckpoint, WeightAverage
+from .callbacks import EpochProfile, RunCheckpoint, TriggeredAverage, WeightAverage
 from .config_checks import validate_train_config
 from .errors import ConfigError
 from .figures import write_figures
@@ -184,6 +184,8 @@ def build_trainer(cfg: DictConfig, output_dir: Path, started: float) -> L.Traine
     ]
     if cfg.get("ema_decay"):
         callbacks.append(WeightAverage(cfg.ema_decay))
+    if cfg.get("nt_asgd"):
+        callbacks.append(TriggeredAverage(cfg.nt_asgd, cfg.monitor, cfg.monitor_mode))
     if cfg.early_stopping_patience:
         callbacks.append(
             EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=cfg.monitor_mode)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_tasks.callbacks import RunCheckpoint, WeightAverage
+from rnn_tasks.callbacks import RunCheckpoint, TriggeredAverage, WeightAverage
 
 
 class Regression(L.LightningModule):
@@ -152,3 +152,96 @@ def test_run_checkpoint_finds_the_old_files_beside_the_resumed_one_or_where_reco
     })  # fmt: skip
     assert callback.best_model_score == score
     assert (tmp_path / "new" / "best.ckpt").read_text() == f"best in {where}"
+
+
+class Validated(Regression):
+    """Logs, as its validation loss, the next figure of a given sequence."""
+
+    def __init__(self, losses: list[float]) -> None:
+        super().__init__()
+        self.losses = iter(losses)
+        self.validated: list[torch.Tensor] = []  # the weights each validation ran
+
+    def validation_step(self, batch, batch_idx):
+        if batch_idx == 0 and not self.trainer.sanity_checking:
+            self.validated.append(self.linear.weight.detach().clone())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.log("val/loss", next(self.losses))
+
+
+def fit_triggered(losses, nonmono, callbacks=(), **trainer):
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(12, 3), torch.randn(12, 1)), batch_size=4)
+    model, record = Validated(losses), RecordWeights()
+    average = TriggeredAverage(nonmono)
+    trainer = L.Trainer(
+        max_epochs=trainer.pop("max_epochs", len(losses)),
+        callbacks=[record, average, *callbacks],
+        logger=False,
+        enable_checkpointing=bool(callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **trainer,
+    )
+    trainer.fit(model, data, data)
+    return model, record, average
+
+
+def test_triggered_average_starts_when_the_loss_is_worse_than_the_best_long_ago():
+    # Validations 0-5: 5, 4, 4.5, 4.2, 4.1, 4.0 with nonmono 2. At validation 3 the ones
+    # before the last two are [5]: 4.2 is better. At validation 4 they are [5, 4]: 4.1 is
+    # worse than 4, so averaging starts after epoch 4's 3 steps (15 in all).
+    model, record, average = fit_triggered([5.0, 4.0, 4.5, 4.2, 4.1, 4.0], nonmono=2)
+    assert average.started_at == 15
+    # The uniform mean of the weights at the trigger and after every later step.
+    expected = torch.stack(record.steps[14:]).mean(0)
+    assert len(record.steps) == 18
+    torch.testing.assert_close(model.linear.weight, expected)  # training ends on the mean
+    assert not torch.allclose(expected, record.steps[-1])
+    # Validation ran the raw weights up to the trigger, then the mean.
+    torch.testing.assert_close(model.validated[4], record.steps[14])
+    torch.testing.assert_close(model.validated[5], expected)
+
+
+def test_triggered_average_changes_nothing_until_it_fires():
+    model, record, average = fit_triggered([5.0, 4.0, 3.5, 3.0], nonmono=1)
+    assert average.started_at is None
+    torch.testing.assert_close(model.linear.weight, record.steps[-1])
+
+
+def test_triggered_average_reads_max_mode_figures_the_other_way():
+    average = TriggeredAverage(1, "val/acc", "max")
+    assert average.sign == -1.0
+    with pytest.raises(ValueError, match="nonmono must be a whole number"):
+        TriggeredAverage(0)
+
+
+def test_triggered_average_resumes_to_the_uninterrupted_result(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    losses = [5.0, 4.0, 4.5, 4.2, 4.1, 4.0, 3.9]
+    whole, _, _ = fit_triggered(losses, nonmono=2)
+    saved = ModelCheckpoint(tmp_path, filename="last", save_on_train_epoch_end=True)
+    first, _, average = fit_triggered(losses[:5], nonmono=2, callbacks=[saved], max_epochs=5)
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert average.started_at == 15
+    # The checkpoint's model is the average (one update: the weights at the trigger); the
+    # raw weights ride along to resume from.
+    assert "current_model_state" in checkpoint
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(12, 3), torch.randn(12, 1)), batch_size=4)
+    resumed, resumed_average = Validated(losses[5:]), TriggeredAverage(2)
+    L.Trainer(
+        max_epochs=len(losses),
+        callbacks=[resumed_average],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    ).fit(resumed, data, data, ckpt_path=tmp_path / "last.ckpt")
+    assert (resumed_average.started_at, resumed_average.history) == (15, average.history)
+    torch.testing.assert_close(resumed.linear.weight, whole.linear.weight, rtol=0, atol=0)

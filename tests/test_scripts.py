@@ -78,6 +78,32 @@ def test_evaluate_on_a_local_file_and_on_a_malformed_one(pos_run, tmp_path):
     args = f"ckpt_path={ckpt}", f"data.test_file={good}", "threads=1"
     metrics = json.loads(run("evaluate.py", *args).stdout)
     assert 0 <= metrics["test/acc"] <= 1
+
+
+def test_another_ud_treebank_is_tested_with_its_unseen_words_apart(pos_run, tmp_path):
+    """A file in another treebank's style (multiword tokens, an empty node, enhanced
+    dependencies, typographic quotes, CRLF line ends) tests as the words it holds, and
+    says how many were unseen in training and how each part was tagged."""
+    from rnn_tasks.tasks import load_task
+
+    ckpt = pos_run / "checkpoints" / "best.ckpt"
+    words = [("“", "PUNCT"), ("She", "PRON"), ("’s", "AUX"), ("reading", "VERB"),
+             ("Zyxwvut", "PROPN"), ("quietly", "ADV"), (".", "PUNCT")]  # fmt: skip
+    lines = ["# newdoc id = gum_x", "# sent_id = x-1", "# text = “She’s reading Zyxwvut quietly."]
+    for i, (form, upos) in enumerate(words, start=1):
+        if i == 2:
+            lines.append("2-3\tShe’s\t_\t_\t_\t_\t_\t_\t_\t_")
+        lines.append(f"{i}\t{form}\t_\t{upos}\t_\t_\t0\troot\t0:root|4:nsubj\tSpaceAfter=No")
+        if i == 4:
+            lines.append("4.1\treading\t_\tVERB\t_\t_\t_\t_\t4:conj\t_")
+    other = tmp_path / "en_other-ud-test.conllu"
+    other.write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+    metrics = json.loads(run("evaluate.py", f"ckpt_path={ckpt}", f"data.test_file={other}").stdout)
+    pipeline = load_task(ckpt).pipeline
+    unseen = pipeline.unknown([form for form, _ in words])
+    assert "Zyxwvut" in unseen
+    assert metrics["test/unseen_share"] == pytest.approx(len(unseen) / len(words))
+    assert {"test/acc_seen", "test/acc_unseen"} <= metrics.keys()
     bad = tmp_path / "bad.conllu"
     bad.write_text("1\tThe\tthe\tDET\tDT\t_\t2\tdet\t_\t_\n2\tdog\tNOUN\n\n")
     proc = run("evaluate.py", f"ckpt_path={ckpt}", f"data.test_file={bad}", check=False)

@@ -156,7 +156,9 @@ def test_last_checkpoint_is_the_last_epoch_when_the_best_is_an_earlier_one(tmp_p
     assert load("last.ckpt")["global_step"] == 9  # 3 batches an epoch
 
 
-@pytest.mark.parametrize("extra", [[], ["ema_decay=0.5"]], ids=["plain", "weight-average"])
+@pytest.mark.parametrize(
+    "extra", [[], ["ema_decay=0.5"], ["nt_asgd=1"]], ids=["plain", "weight-average", "nt-asgd"]
+)
 def test_resume_from_last_checkpoint_continues_the_run(tmp_path, extra):
     pos_run(tmp_path / "a", *extra)
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .cells import CELLS, NONLINEARITIES, ElmanCell, GRUCell, LSTMCell, Nonlinearity
+from .dropout import locked_dropout
 from .recurrence import BPTT, BPTT_MODES, unroll
 
 CellName = Literal["elman", "lstm", "gru"]
@@ -42,6 +43,8 @@ class RNN(nn.Module):
         weight_drop: in training, the share of each recurrent matrix `U`'s entries zeroed
             (the rest scaled by 1 / (1 - p)), one mask per forward call for all its steps:
             DropConnect on the recurrent weights (Merity et al. 2017, AWD-LSTM).
+        variational: the between-layer `dropout` draws one mask per sequence for all its
+            steps (`rnn_tasks.nn.dropout.locked_dropout`) instead of one per step.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class RNN(nn.Module):
         bptt: BPTT = "manual",
         batch_first: bool = True,
         weight_drop: float = 0.0,
+        variational: bool = False,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -84,6 +88,7 @@ class RNN(nn.Module):
         self.cell, self.nonlinearity, self.bptt = cell, nonlinearity, bptt
         self.bidirectional, self.dropout = bidirectional, dropout
         self.batch_first, self.weight_drop = batch_first, weight_drop
+        self.variational = variational
         self.num_directions = 2 if bidirectional else 1
         extra = {"nonlinearity": nonlinearity} if cell == "elman" else {}
         # cells[layer * K + direction], the order of torch's h_n rows.
@@ -137,7 +142,9 @@ class RNN(nn.Module):
         fill = K > 1 and not self._needs_grad(x, h0, c0)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
-            if layer > 0 and self.dropout > 0:
+            if layer > 0 and self.dropout > 0 and self.variational:
+                layer_in = locked_dropout(layer_in, self.dropout, self.training, time_dim=0)
+            elif layer > 0 and self.dropout > 0:
                 layer_in = nn.functional.dropout(layer_in, self.dropout, self.training)
             out = None
             if fill and self.batch_first:
@@ -357,6 +364,7 @@ class RNN(nn.Module):
             f"cell={self.cell!r}, bidirectional={self.bidirectional}, "
             f"dropout={self.dropout}, bptt={self.bptt!r}, batch_first={self.batch_first}"
             + (f", weight_drop={self.weight_drop}" if self.weight_drop else "")
+            + (", variational=True" if self.variational else "")
         )
 
 

@@ -54,6 +54,12 @@ class LanguageModelTask(RecurrentTask):
             each sentence, so it is also the state from which the next sentence starts:
             it plays both the lecture's `</s>` and `<s>`.
         lowercase: lowercase text given to `next_words` / `generate`, as the data was.
+        activation_reg: alpha of activation regularisation (AR, Merity et al. 2017): the
+            training loss adds `alpha * mean(m * h_t)^2`, the top layer's outputs after
+            `output_dropout` (mask m), keeping the outputs small.
+        temporal_reg: beta of temporal activation regularisation (TAR): the training loss
+            adds `beta * mean(h_t - h_{t-1})^2` over the outputs before dropout, so the
+            state moves slowly from step to step. Neither changes the reported perplexity.
         **optimization: the optimiser and its schedule, see `RecurrentTask`.
     """
 
@@ -70,17 +76,27 @@ class LanguageModelTask(RecurrentTask):
         boundary: str = "<eos>",
         lowercase: bool = False,
         data: dict | None = None,
+        activation_reg: float = 0.0,
+        temporal_reg: float = 0.0,
         **optimization,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self._check_optimizer()
+        for name, value in (("activation_reg", activation_reg), ("temporal_reg", temporal_reg)):
+            if not value >= 0:  # NaN too
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.vocab = Vocab.from_dict(vocab)
         if boundary not in self.vocab:
             raise ValueError(f"boundary token {boundary!r} is not in the vocabulary")
         self.boundary_id = self.vocab.index(boundary)
         self.pipeline = TextPipeline("whitespace", self.vocab, lowercase=lowercase)
         self.model = build_model("lm", self.hparams)  # rnn_tasks.specs
+        if (activation_reg or temporal_reg) and not hasattr(self.model, "forward_with_outputs"):
+            raise ValueError(
+                "activation_reg and temporal_reg act on a recurrent model's outputs; "
+                f"model.type={model.get('type')!r} has none (use model.type=rnn)"
+            )
         self.nll = nn.ModuleDict({f"{s}_nll": MeanMetric() for s in STAGES})
         self._states: dict[str, object] = {}
         self._texts_warned_of: set[str] = set()  # texts with words read as <unk>
@@ -91,12 +107,30 @@ class LanguageModelTask(RecurrentTask):
     # -- training loop: state carried window to window ---------------------------------
 
     def _step(self, batch: dict, stage: str) -> Tensor:
-        logits, state = self.model(batch["input"], _detach(self._states.get(stage)))
+        """The batch's cross-entropy, plus AR and TAR in training when they are on."""
+        state = _detach(self._states.get(stage))
+        hp = self.hparams
+        regularised = stage == "train" and (hp.get("activation_reg") or hp.get("temporal_reg"))
+        if regularised:
+            logits, state, (out, dropped) = self.model.forward_with_outputs(batch["input"], state)
+        else:
+            logits, state = self.model(batch["input"], state)
         self._states[stage] = state
         target = batch["target"]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
         self.nll[f"{stage}_nll"].update(loss.detach(), weight=target.numel())
+        if regularised:
+            loss = loss + self._activation_penalty(out, dropped)
         return loss
+
+    def _activation_penalty(self, out: Tensor, dropped: Tensor) -> Tensor:
+        """AR on the dropped outputs and TAR on the outputs before dropout (B, T, H)."""
+        alpha, beta = self.hparams.activation_reg, self.hparams.temporal_reg
+        ar = alpha * dropped.square().mean() if alpha else out.new_zeros(())
+        tar = beta * (out[:, 1:] - out[:, :-1]).square().mean() if beta else out.new_zeros(())
+        self.log("train/ar", ar.detach(), on_step=False, on_epoch=True)
+        self.log("train/tar", tar.detach(), on_step=False, on_epoch=True)
+        return ar + tar
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..inference import TaggerPredictor
@@ -70,6 +71,7 @@ class TaggingTask(EncoderTask):
             acc[f"{s}_tag_acc"] = MulticlassAccuracy(C, average=None, ignore_index=IGNORE)
             for part in ("seen", "unseen"):
                 acc[f"{s}_acc_{part}"] = MulticlassAccuracy(C, average="micro", ignore_index=IGNORE)
+            acc[f"{s}_unseen_share"] = MeanMetric()  # of the words, those unseen in training
         self.metrics = nn.ModuleDict(acc)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -95,6 +97,7 @@ class TaggingTask(EncoderTask):
             for part, rows in (("seen", ~unseen), ("unseen", unseen)):
                 if rows.any():
                     self.metrics[f"{stage}_acc_{part}"].update(logits[rows], tags[rows])
+            self.metrics[f"{stage}_unseen_share"].update(unseen[tags != IGNORE].float())
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -120,6 +123,9 @@ class TaggingTask(EncoderTask):
             if metric.update_called:  # a split may have no unseen word at all
                 self.log(f"{stage}/acc_{part}", metric.compute())
             metric.reset()
+        share = self.metrics[f"{stage}_unseen_share"]
+        self.log(f"{stage}/unseen_share", share.compute())
+        share.reset()
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
