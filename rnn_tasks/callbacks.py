@@ -27,7 +27,8 @@ def count_tokens(batch: dict) -> int:
 class EpochProfile(L.Callback):
     """Times every training step in three parts and logs, once per epoch:
 
-    - `perf/tokens_per_s`: real tokens trained on per second of training wall time;
+    - `perf/tokens_per_s`: real tokens trained on per second of training wall time (by
+      all processes together, under data-parallel training);
     - `perf/outside_share`: the share of that time spent outside forward and backward
       (data loading and collation, the optimiser step, logging, Python between steps);
     - `perf/optimizer_share`: the optimiser step's part of it.
@@ -88,10 +89,13 @@ class EpochProfile(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         total = self.last_end - self.epoch_start - self.validation
-        if total <= 0 or not self.tokens:
+        tokens = self.tokens
+        if trainer.world_size > 1:  # the run's throughput: every process's tokens
+            tokens = int(trainer.strategy.reduce(torch.tensor(float(tokens)), reduce_op="sum"))
+        if total <= 0 or not tokens:
             return
         stats = {
-            "tokens_per_s": self.tokens / total,
+            "tokens_per_s": tokens / total,
             "outside_share": 1 - (self.forward + self.backward) / total,
             "optimizer_share": self.optimizer / total,
             "epoch_train_s": total,

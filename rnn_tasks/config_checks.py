@@ -150,6 +150,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "trainer.limit_val_batches": NULL | BATCHES,
     "trainer.limit_test_batches": NULL | BATCHES,
     "trainer.log_every_n_steps": whole(0),
+    "trainer.num_nodes": whole(1),
     "trainer.fast_dev_run": FLAG | whole(0, note=" (batches)"),
     "trainer.enable_progress_bar": FLAG,
     "trainer.deterministic": NULL | FLAG | one_of("warn"),

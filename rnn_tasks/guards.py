@@ -112,8 +112,16 @@ class FiniteGuard(L.Callback):
         )
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        if not bool(torch.isfinite(loss)):
-            self._stop(trainer, pl_module, f"the training loss is {float(loss.detach())}")
+        finite = bool(torch.isfinite(loss))
+        if not finite:
+            what = f"the training loss is {float(loss.detach())}"
+        if trainer.world_size > 1:  # one process's bad loss stops them all, together
+            if finite and not trainer.strategy.reduce_boolean_decision(finite, all=True):
+                finite, what = False, "another process's training loss is not finite"
+            elif not finite:
+                trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            self._stop(trainer, pl_module, what)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         grads = {n: p.grad for n, p in pl_module.named_parameters() if p.grad is not None}
@@ -317,6 +325,12 @@ class SignalStop(L.Callback):
         self.training = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.world_size > 1:  # a signal to any process stops them all, together
+            signalled = trainer.strategy.reduce_boolean_decision(
+                self.received is not None, all=False
+            )
+            if signalled and self.received is None:
+                self.received = signal.SIGTERM
         if self.received is not None:
             saved = self.save_last(trainer, batch_idx)
             if saved is not None:

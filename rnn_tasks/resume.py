@@ -11,6 +11,10 @@ and the callbacks' records. What else decides the rest of a run is kept here:
   and the last logged metrics that a plateau schedule will read at the epoch's end;
 - the training time already spent, so `train_seconds` counts the whole run;
 - the rows of `metrics.csv` up to the checkpoint (`carried_metrics`).
+
+Under data-parallel training the generators, the epoch's sums and the carried state are
+each process's own (its rows of the batch): every process's are gathered into the
+checkpoint, and each takes its own back on resume.
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ def rng_states() -> dict:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+def _gather(own: dict, world_size: int) -> list[dict]:
+    """Every process's `own`, in rank order (a collective: all processes call it)."""
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, own)
+    return gathered
 
 
 def set_rng_states(states: dict) -> None:
@@ -104,11 +115,13 @@ class ExactResume(L.Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         mid = self.mid_epoch(trainer)
         done = self.batches_done if mid else 0
+        own = {"rng": rng_states(), "epoch_state": pl_module.train_epoch_state() if mid else None}
+        if trainer.world_size > 1:  # every process's, in rank order
+            own = {"processes": _gather(own, trainer.world_size)}
         checkpoint[KEY] = {
-            "rng": rng_states(),
+            **own,
             "order": trainer.datamodule.train_order_state(done),
             "batches_done": done,
-            "epoch_state": pl_module.train_epoch_state() if mid else None,
             "callback_metrics": dict(trainer.callback_metrics) if mid else {},
             "seconds": self.seconds,
             "matmul": matmul_backend(),
@@ -118,6 +131,14 @@ class ExactResume(L.Callback):
         state = checkpoint.get(KEY)
         if trainer.state.fn != TrainerFn.FITTING or state is None:
             return  # testing a checkpoint; or one written before exact resume
+        processes = state.get("processes", [state])
+        if len(processes) != trainer.world_size:
+            raise ValueError(
+                f"{trainer.ckpt_path} was written by {len(processes)} training process(es); "
+                f"it resumes exactly on as many, not {trainer.world_size} (trainer.devices x "
+                f"trainer.num_nodes)"
+            )
+        state = {**state, **processes[trainer.global_rank]}
         self.seconds_before = state["seconds"]
         trainer.datamodule.resume_train_order(state["order"])
         if state["batches_done"]:
@@ -203,6 +224,8 @@ class LastCheckpoint(L.Callback):
         by_time = (
             self.every_minutes and time.perf_counter() - self._saved_at >= 60 * self.every_minutes
         )
+        if trainer.world_size > 1:  # every process saves together, on the first's clock
+            by_time = trainer.strategy.broadcast(by_time, src=0)
         if by_steps or by_time:
             self.save_now(trainer, batch_idx)
 

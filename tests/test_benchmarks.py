@@ -168,3 +168,17 @@ def test_rnn_speed_skips_emulated_bf16_unless_forced(load_script, monkeypatch):
     assert speed.choose_precisions(asked, force_bf16=True) == (["int8", "bf16"], {})
     monkeypatch.setattr(speed, "native_bf16", lambda: True)
     assert speed.choose_precisions(asked, force_bf16=False) == (["int8", "bf16"], {})
+
+
+def test_ddp_speed_trains_one_and_two_processes_to_the_same_perplexity(tmp_path):
+    out = tmp_path / "ddp.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "ddp_speed.py"
+    tiny = ["data.max_lines=200", "data.batch_size=4", "data.eval_batch_size=4",
+            "model.embedding_dim=16", "model.hidden_size=16"]  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script), "--out", str(out), "--extra", *tiny],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["processes"] for r in rows] == [1, 2]
+    assert rows[1]["val_ppl"] == pytest.approx(rows[0]["val_ppl"], rel=1e-4)
+    assert rows[0]["speed_up"] == 1.0 and rows[1]["epoch_train_s"] > 0

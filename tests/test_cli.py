@@ -187,11 +187,11 @@ def test_evaluate_names_an_empty_file_and_a_wrong_split(runs):
 
 
 def test_training_on_several_processes_is_refused_not_done_wrongly(tmp_path):
-    """DDP is not right yet (issue 21): two CPU processes are refused in one line before a
-    step is trained, rather than training the LM over reordered windows in silence."""
+    """DDP is not right yet for the classifier and the tagger: two CPU processes are
+    refused in one line before a step is trained, rather than trained wrongly in silence."""
     proc = run(["train.py", "task=cls", "trainer.accelerator=cpu", "trainer.strategy=ddp",
                 "trainer.devices=2", f"hydra.run.dir={tmp_path}"])  # fmt: skip
     line = error_line(proc)
     assert line.startswith("error: trainer: 2 processes (trainer.num_nodes x trainer.devices")
-    assert "train on one device (trainer.devices=1)" in line
+    assert "not task=cls: train it on one device (trainer.devices=1)" in line
     assert not (tmp_path / "checkpoints").exists()

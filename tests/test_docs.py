@@ -26,7 +26,7 @@ def bash_lines(text: str) -> list[str]:
     """Lines of ```bash blocks, and inline code spans, that run a script."""
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        lines += block.splitlines()
+        lines += re.sub(r"\\\n\s*", "", block).splitlines()  # a command over several lines
     lines += re.findall(r"`([^`\n]*python3? scripts/[^`\n]*)`", text)
     return [line for line in lines if "scripts/" in line]
 

@@ -205,6 +205,12 @@ class TextDataModule(L.LightningDataModule):
     def _examples_per_batch(self) -> int:
         return self.batch_size
 
+    def process_part(self) -> tuple[int, int]:
+        """(this process's rank, the number of processes) of the trainer running this data
+        module: (0, 1) outside a trainer and on one process."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def _loader(self, split: str) -> DataLoader:
         train = split == "train"
         dataset = self._dataset(split)

@@ -137,7 +137,11 @@ class LMDataModule(TextDataModule):
                 f"{source} has {stream.numel()} tokens, too few for {setting}={batch_size}: "
                 f"the text is cut into {batch_size} rows of at least 2 tokens; lower {setting}"
             )
-        windows = BPTTWindows(stream, batch_size, self.bptt)
+        try:  # under data-parallel training, this process's rows of every window
+            windows = BPTTWindows(stream, batch_size, self.bptt, self.process_part())
+        except ValueError as err:
+            setting = "data.batch_size" if split == "train" else "data.eval_batch_size"
+            raise ValueError(f"{setting}={batch_size}: {err}") from None
         # batch_size=None: each dataset item is already a whole batch; its length is known
         # to Lightning's progress bar, unlike an IterableDataset's. Windows are read in the
         # text's order (no generator); a resumed run starts at the window it had reached.

@@ -34,12 +34,26 @@ class BPTTWindows(Dataset):
     sees each row as one unbroken text. The last window may be shorter. Over all windows,
     each row predicts its tokens ``1 .. N-1``: ``B * (N - 1)`` predictions in all.
     Use with ``DataLoader(windows, batch_size=None)`` (no shuffling: order matters).
+
+    Under data-parallel training the B rows are divided among the processes: `part=(r,
+    W)` keeps rows ``[r * B / W, (r + 1) * B / W)``, so each process reads its own
+    contiguous streams, window after window, and the W processes together read exactly
+    the rows, windows and predictions of one process with all B.
     """
 
-    def __init__(self, stream: Tensor, batch_size: int, bptt: int) -> None:
+    def __init__(
+        self, stream: Tensor, batch_size: int, bptt: int, part: tuple[int, int] = (0, 1)
+    ) -> None:
         if bptt < 1:
             raise ValueError(f"bptt must be >= 1, got {bptt}")
-        self.data = batchify(stream, batch_size)  # (B, N)
+        rank, world = part
+        if batch_size % world:
+            raise ValueError(
+                f"{batch_size} rows cannot be divided among {world} processes: "
+                f"make the batch size a multiple of {world}"
+            )
+        rows = batch_size // world
+        self.data = batchify(stream, batch_size)[rank * rows : (rank + 1) * rows]  # (B/W, N)
         self.bptt = bptt
 
     def __len__(self) -> int:

@@ -1,0 +1,119 @@
+"""Data-parallel training of the language model (DDP, 2 CPU processes over gloo) against
+one process: the same windows, the same weights, the same metrics, and a resume that
+ends where the uninterrupted run ends. The tagger and classifier are still refused
+(`tests/test_cli.py`)."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from test_reliability import ROOT, run_to_end, stop_after_first_checkpoint, weights
+
+from rnn_tasks.data.windows import BPTTWindows
+
+# No dropout: a process draws masks for its own rows, which one process draws otherwise.
+# SGD: Adam divides by the root of tiny second moments, which magnifies rounding apart.
+LM = ["task=lm", "data.max_lines=300", "data.batch_size=4", "data.eval_batch_size=4",
+      "data.bptt=10", "model.embedding_dim=16", "model.hidden_size=16", "threads=1",
+      "optimizer=sgd", "task.lr=1.0", "trainer.max_epochs=2", "checkpoint_every_steps=3",
+      "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]  # fmt: skip
+DDP = ["trainer.strategy=ddp", "trainer.devices=2"]
+
+
+def train(out, *extra) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), *LM, f"hydra.run.dir={out}",
+            *extra]  # fmt: skip
+
+
+def summary(out) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    run_to_end(train(one))
+    run_to_end(train(two, *DDP))
+    return one, two
+
+
+def test_the_processes_divide_each_window_by_rows_in_the_texts_order():
+    stream = torch.arange(103)
+    whole = BPTTWindows(stream, 4, 5)
+    parts = [BPTTWindows(stream, 4, 5, part=(rank, 2)) for rank in range(2)]
+    assert all(len(p) == len(whole) for p in parts)
+    for k in range(len(whole)):  # window k of each process: its rows of window k
+        for key in ("input", "target"):
+            joined = torch.cat([p[k][key] for p in parts])
+            assert torch.equal(joined, whole[k][key])
+    # Each process's rows read on from window to window, as running text.
+    rows = torch.cat([parts[1][k]["input"] for k in range(len(whole))], 1)
+    assert torch.equal(rows[:, 1:] - rows[:, :-1], torch.ones_like(rows[:, 1:]))
+    with pytest.raises(ValueError, match="5 rows cannot be divided among 2 processes"):
+        BPTTWindows(stream, 5, 5, part=(0, 2))
+
+
+def test_two_processes_train_the_weights_one_process_trains(runs):
+    one, two = runs
+    assert summary(two)["processes"] == 2 and summary(one)["processes"] == 1
+    ours, theirs = (
+        weights(two / "checkpoints" / "last.ckpt"),
+        weights(one / "checkpoints" / "last.ckpt"),
+    )
+    for key in ours:  # every step's gradient: the mean over the same B rows, summed apart
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5)
+    metrics_one, metrics_two = summary(one)["metrics"], summary(two)["metrics"]
+    for key in ("train/ppl", "val/ppl", "test/ppl", "val/loss", "test/loss"):
+        assert metrics_two[key] == pytest.approx(metrics_one[key], rel=1e-4), key
+
+
+def test_validation_and_test_under_ddp_are_the_whole_splits_figures(runs):
+    """The 2-process test of a checkpoint equals one process's test of that checkpoint:
+    every row counted once, the perplexity weighted by tokens across the processes."""
+    _, two = runs
+    best = summary(two)["best_checkpoint"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"),
+                           f"ckpt_path={best}", "threads=1"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    alone = json.loads(proc.stdout)
+    assert summary(two)["metrics"]["test/ppl"] == pytest.approx(alone["test/ppl"], rel=1e-6)
+
+
+def test_a_ddp_run_stopped_mid_epoch_resumes_to_the_uninterrupted_result(runs, tmp_path):
+    _, two = runs
+    stopped = tmp_path / "stopped"
+    proc = stop_after_first_checkpoint(train(stopped, *DDP), stopped, signal.SIGTERM)
+    assert proc.returncode != 0
+    state = torch.load(stopped / "checkpoints" / "last.ckpt", weights_only=True)["exact_resume"]
+    assert state["batches_done"] > 0  # mid-epoch: each process's carried state is in it
+    carried = [p["epoch_state"]["carried"][0] for p in state["processes"]]
+    assert [c.shape[1] for c in carried] == [2, 2]  # (layers, B / 2, H) each
+    last = stopped / "checkpoints" / "last.ckpt"
+    # Each process's own state is in it: it resumes exactly on two processes, not one.
+    proc = subprocess.run(train(tmp_path / "alone", f"ckpt_path={last}"), capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    assert "written by 2 training process(es); it resumes exactly on as many, not 1" in proc.stderr
+    resumed = tmp_path / "resumed"
+    run_to_end(train(resumed, *DDP, f"ckpt_path={last}"))
+    for name in ("last.ckpt", "best.ckpt"):
+        ours, theirs = weights(resumed / "checkpoints" / name), weights(two / "checkpoints" / name)
+        for key in ours:
+            assert torch.equal(ours[key], theirs[key]), f"{name}: {key}"
+    assert summary(resumed)["metrics"]["test/ppl"] == summary(two)["metrics"]["test/ppl"]
+
+
+def test_a_non_finite_loss_stops_every_process(tmp_path):
+    out = tmp_path / "diverged"
+    proc = subprocess.run(train(out, *DDP, "task.lr=1e30", "trainer.gradient_clip_val=null"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    # Both processes say it, at the same step.
+    steps = re.findall(r"training stopped: the training loss is nan at step (\d+)", proc.stderr)
+    assert len(steps) == 2 and steps[0] == steps[1], proc.stderr[-2000:]
+    assert json.loads((out / "metrics.json").read_text())["status"] == "failed"
