@@ -113,13 +113,12 @@ class FiniteGuard(L.Callback):
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         finite = bool(torch.isfinite(loss))
-        if not finite:
-            what = f"the training loss is {float(loss.detach())}"
+        what = f"the training loss is {float(loss.detach())}"
         if trainer.world_size > 1:  # one process's bad loss stops them all, together
-            if finite and not trainer.strategy.reduce_boolean_decision(finite, all=True):
-                finite, what = False, "another process's training loss is not finite"
-            elif not finite:
-                trainer.strategy.reduce_boolean_decision(finite, all=True)
+            everywhere = trainer.strategy.reduce_boolean_decision(finite, all=True)
+            if finite and not everywhere:
+                what = "another process's training loss is not finite"
+            finite = everywhere
         if not finite:
             self._stop(trainer, pl_module, what)
 

@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from .callbacks import EpochProfile, RunCheckpoint, TriggeredAverage, WeightAverage
 from .config_checks import validate_train_config
-from .errors import ConfigError
 from .figures import write_figures
 from .guards import (
     FiniteGuard,
@@ -289,7 +288,6 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
         del checkpoint  # its tensors: Lightning loads the file again for the weights
     trainer = build_trainer(cfg, output_dir, start)
-    refuse_several_processes(trainer, task.task_name)
     if trainer.is_global_zero:  # the other processes' loggers write nothing
         prepend_metrics(trainer.logger, carried)
     stop, clock = callback(trainer, SignalStop), callback(trainer, ExactResume)
@@ -323,21 +321,6 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         write_summary({**summary, "status": "finished"}, output_dir, results_file(cfg))
         write_figures(output_dir, task, datamodule, tested=cfg.test)  # a failure only warns
     return metrics
-
-
-def refuse_several_processes(trainer: L.Trainer, task: str) -> None:
-    """Raises before training a tagger or classifier on more than one process (DDP).
-
-    The language model trains right there (docs/distributed.md). The other two do not yet:
-    their examples are not yet divided among the processes without padded duplicates, nor
-    their losses weighted by each process's words. Refusing beats training wrongly.
-    """
-    if trainer.world_size > 1 and task != "lm":
-        raise ConfigError(
-            f"trainer: {trainer.world_size} processes (trainer.num_nodes x trainer.devices, "
-            f"strategy {type(trainer.strategy).__name__}) is supported for task=lm only so "
-            f"far, not task={task}: train it on one device (trainer.devices=1)"
-        )
 
 
 def status_of(stopped: RunStopped) -> str:

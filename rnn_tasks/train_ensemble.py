@@ -13,6 +13,7 @@ from pathlib import Path
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .errors import ConfigError
 from .evaluate import load_checkpoints, run_split
 from .guards import RunLock
 from .settings import changes, flatten, with_legacy_defaults
@@ -95,6 +96,13 @@ def train_ensemble(cfg: DictConfig, command: str | None = None) -> dict[str, flo
         raise ValueError(
             "ckpt_path resumes one run; an ensemble resumes when run again in its own "
             "folder: hydra.run.dir=<its output folder> (or output_dir=...)"
+        )
+    if cfg.trainer.get("devices", 1) != 1 or cfg.trainer.get("num_nodes", 1) != 1:
+        raise ConfigError(
+            f"trainer.devices={cfg.trainer.get('devices')}, trainer.num_nodes="
+            f"{cfg.trainer.get('num_nodes', 1)}: an ensemble trains its members one after "
+            "another on one device (trainer.devices=1); a single model (ensemble_size=1) "
+            "trains on several processes"
         )
     if cfg.trainer.get("fast_dev_run"):
         raise ValueError(

@@ -186,12 +186,13 @@ def test_evaluate_names_an_empty_file_and_a_wrong_split(runs):
     )
 
 
-def test_training_on_several_processes_is_refused_not_done_wrongly(tmp_path):
-    """DDP is not right yet for the classifier and the tagger: two CPU processes are
-    refused in one line before a step is trained, rather than trained wrongly in silence."""
-    proc = run(["train.py", "task=cls", "trainer.accelerator=cpu", "trainer.strategy=ddp",
-                "trainer.devices=2", f"hydra.run.dir={tmp_path}"])  # fmt: skip
+def test_an_ensemble_on_several_processes_is_refused(tmp_path):
+    """An ensemble trains its members one after another on one device: two CPU processes
+    are refused in one line before a member is trained."""
+    proc = run(["train.py", "task=cls", "ensemble_size=2", "trainer.accelerator=cpu",
+                "trainer.strategy=ddp", "trainer.devices=2",
+                f"hydra.run.dir={tmp_path}"])  # fmt: skip
     line = error_line(proc)
-    assert line.startswith("error: trainer: 2 processes (trainer.num_nodes x trainer.devices")
-    assert "not task=cls: train it on one device (trainer.devices=1)" in line
-    assert not (tmp_path / "checkpoints").exists()
+    assert line.startswith("error: trainer.devices=2, trainer.num_nodes=1: an ensemble trains")
+    assert "(trainer.devices=1)" in line
+    assert not (tmp_path / "seed42").exists()

@@ -1,7 +1,7 @@
-"""Data-parallel training of the language model (DDP, 2 CPU processes over gloo) against
-one process: the same windows, the same weights, the same metrics, and a resume that
-ends where the uninterrupted run ends. The tagger and classifier are still refused
-(`tests/test_cli.py`)."""
+"""Data-parallel training (DDP, 2 CPU processes over gloo) against one process, for every
+task: the same batches divided among the processes, the same weights, the same validation
+and test figures; for the language model, its windows in order and a resume that ends
+where the uninterrupted run ends."""
 
 import json
 import re
@@ -13,6 +13,7 @@ import pytest
 import torch
 from test_reliability import ROOT, run_to_end, stop_after_first_checkpoint, weights
 
+from rnn_tasks.data.order import ProcessBatches
 from rnn_tasks.data.windows import BPTTWindows
 
 # No dropout: a process draws masks for its own rows, which one process draws otherwise.
@@ -117,3 +118,76 @@ def test_a_non_finite_loss_stops_every_process(tmp_path):
     steps = re.findall(r"training stopped: the training loss is nan at step (\d+)", proc.stderr)
     assert len(steps) == 2 and steps[0] == steps[1], proc.stderr[-2000:]
     assert json.loads((out / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_the_processes_divide_each_batch_and_train_every_example_once():
+    order = list(range(23))  # batches of 8: 8, 8, 7
+    parts = [list(ProcessBatches(order, 8, rank, 2)) for rank in range(2)]
+    assert (
+        [len(p) for p in parts] == [3, 3] == [len(ProcessBatches(order, 8, r, 2)) for r in (0, 1)]
+    )
+    for k, whole in enumerate([order[:8], order[8:16], order[16:]]):
+        assert parts[0][k] + parts[1][k] == whole  # batch k, in its order
+    # A last batch of fewer examples than processes cannot give each one: it is left out.
+    assert [len(list(ProcessBatches(range(17), 8, r, 2))) for r in (0, 1)] == [2, 2]
+    with pytest.raises(ValueError, match="a batch of 7 cannot be divided among 2 processes"):
+        ProcessBatches(order, 7, 0, 2)
+
+
+# Adam's division by tiny second moments magnifies rounding; SGD keeps it at rounding.
+ENCODER_TASKS = {
+    "pos": ["task=pos", "model.char_embedding_dim=8"],
+    "cls": ["task=cls", "model.max_pool=true"],
+}
+SMALL = ["model.embedding_dim=16", "model.hidden_size=16", "threads=1", "optimizer=sgd",
+         "task.lr=0.5", "trainer.max_epochs=2", "data.batch_size=8",
+         "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def encoder_runs(tmp_path_factory):
+    runs = {}
+
+    def get(task: str):
+        if task not in runs:
+            one, two = tmp_path_factory.mktemp(f"{task}1"), tmp_path_factory.mktemp(f"{task}2")
+            for out, extra in ((one, []), (two, DDP)):
+                cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *ENCODER_TASKS[task],
+                       *SMALL, *extra, f"hydra.run.dir={out}"]  # fmt: skip
+                run_to_end(cmd)
+            runs[task] = one, two
+        return runs[task]
+
+    return get
+
+
+@pytest.mark.parametrize("task", sorted(ENCODER_TASKS))
+def test_a_tagger_and_a_classifier_train_on_two_processes_as_on_one(task, encoder_runs):
+    one, two = encoder_runs(task)
+    assert summary(two)["processes"] == 2
+    ours, theirs = (
+        weights(two / "checkpoints" / "last.ckpt"),
+        weights(one / "checkpoints" / "last.ckpt"),
+    )
+    for key in ours:  # each step: the mean over the batch's words, wherever they were read
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-5)
+    metrics_one, metrics_two = summary(one)["metrics"], summary(two)["metrics"]
+    assert metrics_two.keys() == metrics_one.keys()
+    for key, value in metrics_one.items():
+        # Every figure counted over every example once; not the last batch's own loss,
+        # which each process logs for its part of the batch.
+        if not key.startswith(("perf/", "lr-")) and key != "train/loss_step":
+            assert metrics_two[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("task", sorted(ENCODER_TASKS))
+def test_their_test_under_ddp_is_one_processs_test_of_the_checkpoint(task, encoder_runs):
+    _, two = encoder_runs(task)
+    best = summary(two)["best_checkpoint"]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"),
+                           f"ckpt_path={best}", "threads=1"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    alone = json.loads(proc.stdout)
+    for key, value in alone.items():
+        assert summary(two)["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-7), key

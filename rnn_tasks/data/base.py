@@ -11,12 +11,12 @@ from os import PathLike
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..text import Vocab
 from ..text.pipeline import TextPipeline
 from .errors import DataFormatError
-from .order import TrainOrder
+from .order import ProcessBatches, TrainOrder
 from .sources import SPLITS
 
 # Splits each Lightning stage needs.
@@ -215,10 +215,18 @@ class TextDataModule(L.LightningDataModule):
         train = split == "train"
         dataset = self._dataset(split)
         generator = torch.Generator().manual_seed(self.seed) if train else None
+        batch_size = self.batch_size if train else self.eval_batch_size
+        sampler = self._order(len(dataset), generator) if train else None
+        batching: dict = {"batch_size": batch_size, "sampler": sampler}
+        rank, world = self.process_part()
+        if world > 1 and train:  # this process's part of each batch one process would train
+            batching = {"batch_sampler": ProcessBatches(sampler, batch_size, rank, world)}
+        elif world > 1:  # evaluation: a contiguous share of the split, each example once
+            share = range(rank * len(dataset) // world, (rank + 1) * len(dataset) // world)
+            dataset = Subset(dataset, share)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=self._order(len(dataset), generator) if train else None,
+            **batching,
             generator=generator,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

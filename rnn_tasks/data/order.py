@@ -10,7 +10,7 @@ be put back where a checkpoint left it: at an epoch's start, or some batches int
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import torch
@@ -60,3 +60,40 @@ class TrainOrder(Sampler[int]):
             self._epoch_start = state["generator"]  # set when the epoch is drawn again
         else:
             self.generator.set_state(state["generator"])
+
+
+class ProcessBatches(Sampler[list[int]]):
+    """This process's part of every batch, under data-parallel training (DDP).
+
+    The `order`'s indices are cut into batches of `batch_size` (B) as on one process, and
+    each batch into `world` contiguous parts: process `rank` trains on its part, so the
+    processes together train on exactly the batches one process would, each example
+    once. A last batch of n < B examples is divided as evenly as it goes; one of fewer
+    than `world` examples cannot give every process one, and is left out of the epoch.
+    """
+
+    def __init__(self, order: Iterable[int], batch_size: int, rank: int, world: int) -> None:
+        if batch_size % world:
+            raise ValueError(
+                f"a batch of {batch_size} cannot be divided among {world} processes: "
+                f"make the batch size a multiple of {world}"
+            )
+        self.order, self.batch_size, self.rank, self.world = order, batch_size, rank, world
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.order), self.batch_size)
+        return full + (rest >= self.world)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch: list[int] = []
+        for index in self.order:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                yield self._part(batch)
+                batch = []
+        if len(batch) >= self.world:
+            yield self._part(batch)
+
+    def _part(self, batch: list[int]) -> list[int]:
+        n = len(batch)
+        return batch[self.rank * n // self.world : (self.rank + 1) * n // self.world]

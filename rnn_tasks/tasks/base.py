@@ -57,6 +57,18 @@ class RecurrentTask(L.LightningModule):
         self.log("train/loss", self.train_loss.compute())
         self.train_loss.reset()
 
+    def mean_over_processes(self, loss: Tensor, n: Tensor | float) -> Tensor:
+        """`loss`, the mean over this process's `n` words or messages, scaled so that DDP's
+        average of the processes' gradients is the gradient of the mean over all of their
+        words: the processes' parts of a batch hold different numbers of words, so the
+        plain average of their means would weight a short sentence's words more."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return loss
+        n = torch.as_tensor(n, dtype=loss.dtype, device=loss.device).detach()
+        total = trainer.strategy.reduce(n.clone(), reduce_op="sum")
+        return loss * (trainer.world_size * n / total)
+
     task_name: ClassVar[str]
     # The optimiser settings a task takes when not given (configs/optimizer/adam.yaml's).
     optimization: ClassVar[dict] = {

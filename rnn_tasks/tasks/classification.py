@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassF1Score,
@@ -91,6 +91,7 @@ class ClassificationTask(EncoderTask):
             counts = torch.tensor(class_counts, dtype=torch.float)
             weight = counts.sum() / (C * counts)
         self.register_buffer("class_weight", weight, persistent=False)
+        self.losses = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
         self.metrics = nn.ModuleDict(
             {
                 f"{s}_metrics": MetricCollection(
@@ -113,12 +114,15 @@ class ClassificationTask(EncoderTask):
     def _step(self, batch: dict, stage: str) -> Tensor:
         logits = self.model(batch["tokens"], batch["lengths"], batch.get("chars"))  # (B, C)
         loss = F.cross_entropy(logits, batch["label"], weight=self.class_weight)
-        if stage == "train":
-            self.log_train_loss(loss, len(logits))
-        else:
-            self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits))
         self.metrics[f"{stage}_metrics"].update(logits, batch["label"])
-        return loss
+        # The loss is a mean weighted by the messages' class weights: so are its sums.
+        n = len(logits) if self.class_weight is None else self.class_weight[batch["label"]].sum()
+        if stage != "train":
+            self.losses[stage].update(loss.detach(), weight=n)  # exact across processes too
+            self.log(f"{stage}/loss", self.losses[stage], prog_bar=stage == "val")
+            return loss
+        self.log_train_loss(loss, len(logits))
+        return self.mean_over_processes(loss, n)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         return self._step(batch, "train")

@@ -72,6 +72,7 @@ class TaggingTask(EncoderTask):
             for part in ("seen", "unseen"):
                 acc[f"{s}_acc_{part}"] = MulticlassAccuracy(C, average="micro", ignore_index=IGNORE)
             acc[f"{s}_unseen_share"] = MeanMetric()  # of the words, those unseen in training
+            acc[f"{s}_loss"] = MeanMetric()  # over words: exact across processes too
         self.metrics = nn.ModuleDict(acc)
 
     def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -86,8 +87,10 @@ class TaggingTask(EncoderTask):
         self.metrics[f"{stage}_acc"].update(logits, tags)
         if stage == "train":  # the epoch's loss and accuracy: on_train_epoch_end
             self.log_train_loss(loss, n)
+            loss = self.mean_over_processes(loss, n)
         else:
-            self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=n)
+            self.metrics[f"{stage}_loss"].update(loss.detach(), weight=n)
+            self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"], prog_bar=stage == "val")
             self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"], prog_bar=True)
             self.metrics[f"{stage}_tag_acc"].update(logits, tags)
             tokens = batch["tokens"].flatten()
