@@ -28,6 +28,8 @@ def three_decimals(x: float) -> str:
 HEADLINES = {
     "ptb_elman": {"test/ppl": one_decimal},
     "ptb_lstm": {"test/ppl": one_decimal},
+    "ptb_lstm_awd": {"test/ppl": one_decimal},
+    "ptb_elman_awd": {"test/ppl": one_decimal},
     "ptb_ffnn": {"test/ppl": one_decimal},
     "ptb_lstm_medium": {"test/ppl": one_decimal},
     "ud_pos": {"test/acc": percent},
