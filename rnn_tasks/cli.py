@@ -54,7 +54,8 @@ def user_errors(cfg: DictConfig | None = None) -> Iterator[None]:
             raise
         stopped = run_stopped(err)
         if stopped is not None:  # a run that stopped early: why, and its own exit code
-            print(f"stopped: {err}", file=sys.stderr, flush=True)
+            if not err.quiet:
+                print(f"stopped: {err}", file=sys.stderr, flush=True)
             raise SystemExit(stopped) from None
         if not is_user_error(err):
             raise
@@ -70,10 +71,11 @@ def run_stopped(err: BaseException) -> int | None:
 
 
 def is_user_error(err: BaseException) -> bool:
-    """One of `USER_ERRORS`, or `DatasetUnavailableError` (the data is not where it was
-    asked for). A `ValueError` counts only when rnn_tasks (or OmegaConf, on a config
-    value) raised it: their messages are written for the user; one raised inside torch or
-    Lightning is a bug and keeps its traceback."""
+    """One of `USER_ERRORS`, `DatasetUnavailableError` (the data is not where it was
+    asked for), or Lightning's `MisconfigurationException` (a trainer it cannot build). A
+    `ValueError` counts only when rnn_tasks (or OmegaConf, on a config value) raised it:
+    their messages are written for the user; one raised inside torch or Lightning is a
+    bug and keeps its traceback."""
     if isinstance(err, ValueError) and not raised_here(err):
         return isinstance(err, OmegaConfBaseException)  # a config value OmegaConf refused
     if isinstance(err, USER_ERRORS):
@@ -81,7 +83,13 @@ def is_user_error(err: BaseException) -> bool:
     # Not imported here: rnn_tasks.data imports `datasets` (seconds), which predict.py and
     # generate.py never need. A module never imported cannot have raised its error.
     data_errors = sys.modules.get("rnn_tasks.data.errors")
-    return data_errors is not None and isinstance(err, data_errors.DatasetUnavailableError)
+    if data_errors is not None and isinstance(err, data_errors.DatasetUnavailableError):
+        return True
+    # Lightning's word for a trainer it cannot build (trainer=ddp without a GPU, ...).
+    lightning_errors = sys.modules.get("lightning.fabric.utilities.exceptions")
+    return lightning_errors is not None and isinstance(
+        err, lightning_errors.MisconfigurationException
+    )
 
 
 def raised_here(err: BaseException) -> bool:

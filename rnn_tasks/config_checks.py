@@ -225,11 +225,32 @@ TOOL_RULES: dict[str, Allowed] = {
 def validate_train_config(cfg: DictConfig) -> None:
     """Raise a ConfigError for the first value of `cfg` (scripts/train.py's) out of range."""
     check(cfg, TRAIN_RULES)
+    check_batches_divide(cfg)
     if cfg.get("ema_decay") and cfg.get("nt_asgd"):
         raise ConfigError(
             f"ema_decay={cfg.ema_decay} and nt_asgd={cfg.nt_asgd} each average the weights "
             "that validation and the checkpoints use: set one of them (the other to null)"
         )
+
+
+def check_batches_divide(cfg: DictConfig) -> None:
+    """Under DDP, the batch is divided among the processes (docs/distributed.md): a batch
+    size that does not divide is refused here, before the processes start."""
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1)
+    if not (_is_int(devices) and devices > 0 and _is_int(nodes)) or devices * nodes == 1:
+        return  # one process, or a count only the launcher knows (devices=-1, "auto")
+    world = devices * nodes
+    keys = ["data.batch_size"]
+    if "LanguageModel" in str(OmegaConf.select(cfg, "task._target_")):
+        keys.append("data.eval_batch_size")  # the LM's rows; the others split their examples
+    for key in keys:
+        size = OmegaConf.select(cfg, key)
+        if _is_int(size) and size % world:
+            raise ConfigError(
+                f"{key}={size} cannot be divided among {world} processes (trainer.devices="
+                f"{devices} x trainer.num_nodes={nodes}): make it a multiple of {world}"
+            )
 
 
 def validate_tool_config(cfg: DictConfig) -> None:

@@ -40,7 +40,11 @@ def test_confusion(task, loader) -> dict:
     words seen and unseen in training, right and in all. See the module doc for the dict."""
     tagging = task.task_name == "pos"
     labels = list(task.tags if tagging else task.labels)
-    confusion = MulticlassConfusionMatrix(len(labels), ignore_index=IGNORE).to(task.device)
+    # Counted here over the whole loader: no syncing with other processes, which under DDP
+    # may have ended already.
+    confusion = MulticlassConfusionMatrix(
+        len(labels), ignore_index=IGNORE, sync_on_compute=False
+    ).to(task.device)
     words = {part: {"correct": 0, "total": 0} for part in ("seen", "unseen")}
     was_training = task.training
     task.eval()
@@ -84,7 +88,7 @@ def write_figures(output_dir: str | Path, task, datamodule, tested: bool = True)
     confusion = output_dir / "confusion.json"
     try:
         if tested and task.task_name in ("pos", "cls"):
-            counts = test_confusion(task, datamodule.test_dataloader())
+            counts = test_confusion(task, datamodule.whole_split_loader("test"))
             confusion.write_text(json.dumps(counts, allow_nan=False) + "\n")
         else:
             confusion.unlink(missing_ok=True)  # an earlier test's counts are not this model's

@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class RunStopped(RuntimeError):
-    """A run stopped before its end, for a reason its message gives."""
+    """A run stopped before its end, for a reason its message gives. `quiet`: another
+    process of the run (DDP's first) says why, so this one stops without a word."""
 
     exit_code = 1
+    quiet = False
 
 
 class NonFiniteError(RunStopped):

@@ -17,13 +17,15 @@ from .nn.matmul import set_matmul_backend
 
 # Library warnings that do not hold here, or that a user can do nothing about: metrics.csv
 # rows are carried over by `resume.prepend_metrics` (a new run refuses a folder with another
-# run's checkpoints); `train/loss` is the epoch's mean however few steps an epoch has; and
-# Lightning's own use of a torch API torch deprecated.
+# run's checkpoints); `train/loss` is the epoch's mean however few steps an epoch has;
+# Lightning's own use of a torch API torch deprecated; and its advice to sync logged values
+# under DDP, where the epoch figures are torchmetrics' sums over every process already.
 QUIET = (
     "Experiment logs directory .* exists and is not empty",
     "The number of training batches",
     "You're resuming from a checkpoint that ended before the epoch ended",  # ExactResume does
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"It is recommended to use `self\.log\(.*sync_dist=True",
 )
 
 

@@ -243,9 +243,14 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
 
 
 def first_process() -> bool:
-    """Whether this is the machine's first process of the run: DDP's others share its folder,
-    its lock and its records."""
-    return int(os.environ.get("LOCAL_RANK", 0)) == 0
+    """Whether this is the run's first process: DDP's others, on this machine or on others
+    sharing the run folder, leave its lock and its records to it. Read from the launcher's
+    environment, before the trainer exists: torchrun's `RANK`, SLURM's `SLURM_PROCID`, or
+    Lightning's own launcher's `NODE_RANK` and `LOCAL_RANK`."""
+    for global_rank in ("RANK", "SLURM_PROCID"):
+        if global_rank in os.environ:
+            return int(os.environ[global_rank]) == 0
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
 def record_run_config(cfg: DictConfig, output_dir: Path) -> None:
@@ -288,6 +293,8 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
         check_resumed_model(cfg.ckpt_path, checkpoint, task, model)
         del checkpoint  # its tensors: Lightning loads the file again for the weights
     trainer = build_trainer(cfg, output_dir, start)
+    if trainer.world_size > 1:  # each process its own dropout masks; the weights are rank 0's
+        L.seed_everything(cfg.seed + trainer.global_rank, workers=True, verbose=False)
     if trainer.is_global_zero:  # the other processes' loggers write nothing
         prepend_metrics(trainer.logger, carried)
     stop, clock = callback(trainer, SignalStop), callback(trainer, ExactResume)
@@ -306,6 +313,9 @@ def _train(cfg, command, start, revision, output_dir: Path) -> dict[str, float]:
             )
             metrics.update({k: float(v) for k, v in tested[0].items()})
     except RunStopped as stopped:
+        if not trainer.is_global_zero:  # the first process says why, and how to resume
+            stopped.quiet = True
+            raise
         if isinstance(stopped, RunInterrupted) and command:
             stopped = stopped.with_command(command, output_dir)  # the command that resumes
         if trainer.is_global_zero:  # one writer of the run's records

@@ -211,14 +211,19 @@ class TextDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, split: str) -> DataLoader:
+    def whole_split_loader(self, split: str) -> DataLoader:
+        """`split`'s loader over all of it, even in one process of several (DDP), which is
+        otherwise given its share: for what one process computes alone (the figures)."""
+        return self._loader(split, whole=True)
+
+    def _loader(self, split: str, whole: bool = False) -> DataLoader:
         train = split == "train"
         dataset = self._dataset(split)
         generator = torch.Generator().manual_seed(self.seed) if train else None
         batch_size = self.batch_size if train else self.eval_batch_size
         sampler = self._order(len(dataset), generator) if train else None
         batching: dict = {"batch_size": batch_size, "sampler": sampler}
-        rank, world = self.process_part()
+        rank, world = (0, 1) if whole else self.process_part()
         if world > 1 and train:  # this process's part of each batch one process would train
             batching = {"batch_sampler": ProcessBatches(sampler, batch_size, rank, world)}
         elif world > 1:  # evaluation: a contiguous share of the split, each example once

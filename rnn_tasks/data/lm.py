@@ -127,7 +127,7 @@ class LMDataModule(TextDataModule):
     def _examples_per_batch(self) -> int:
         return 1  # a dataset item is a whole window of B rows
 
-    def _loader(self, split: str) -> DataLoader:
+    def _loader(self, split: str, whole: bool = False) -> DataLoader:
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         stream = self.tokens(split)
         if stream.numel() < 2 * batch_size:  # each of the B rows needs an input and a target
@@ -138,7 +138,8 @@ class LMDataModule(TextDataModule):
                 f"the text is cut into {batch_size} rows of at least 2 tokens; lower {setting}"
             )
         try:  # under data-parallel training, this process's rows of every window
-            windows = BPTTWindows(stream, batch_size, self.bptt, self.process_part())
+            part = (0, 1) if whole else self.process_part()
+            windows = BPTTWindows(stream, batch_size, self.bptt, part)
         except ValueError as err:
             setting = "data.batch_size" if split == "train" else "data.eval_batch_size"
             raise ValueError(f"{setting}={batch_size}: {err}") from None
