@@ -133,18 +133,17 @@ class TriggeredAverage(WeightAveraging):
 
     After each validation the monitored figure is compared with the best of those more
     than `nonmono` validations back (lowest, or highest with `mode="max"`); once it is
-    worse, averaging starts from the current
-    weights, and from then on validation, checkpoints (`state_dict`), the test and
-    inference use the average (the raw weights are kept too, to resume from). Before the
-    trigger nothing changes. The trigger fires once.
+    worse, averaging starts from the current weights, and from then on validation,
+    checkpoints (`state_dict`), the test and inference use the average (the raw weights
+    are kept too, to resume from). Before the trigger nothing changes. It fires once.
     """
 
     def __init__(self, nonmono: int, monitor: str = "val/loss", mode: str = "min") -> None:
         if isinstance(nonmono, bool) or not isinstance(nonmono, int) or nonmono < 1:
             raise ValueError(f"nonmono must be a whole number of validations >= 1, got {nonmono}")
-        super().__init__()  # AveragedModel's default: the uniform mean
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        super().__init__()  # AveragedModel's default: the uniform mean
         self.nonmono, self.monitor, self.sign = nonmono, monitor, 1.0 if mode == "min" else -1.0
         self.history: list[float] = []  # each validation's figure so far, signed: lower is better
         self.started_at: int | None = None  # the optimiser step averaging started after
