@@ -1,8 +1,16 @@
-"""File permissions: what a file written through a private temporary file should get."""
+"""Where files go: the permissions a privately written file should get, and the cache."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+CACHE_ENV = "RNN_TASKS_CACHE"  # moves the cache (default ~/.cache/rnn_tasks)
+
+
+def cache_root() -> Path:
+    """The folder for what can be rebuilt: measured choices, Arrow copies of data files."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rnn_tasks")
 
 
 def new_file_mode() -> int:

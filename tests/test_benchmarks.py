@@ -182,3 +182,23 @@ def test_ddp_speed_trains_one_and_two_processes_to_the_same_perplexity(tmp_path)
     assert [r["processes"] for r in rows] == [1, 2]
     assert rows[1]["val_ppl"] == pytest.approx(rows[0]["val_ppl"], rel=1e-4)
     assert rows[0]["speed_up"] == 1.0 and rows[1]["epoch_train_s"] > 0
+
+
+def test_data_scale_starts_every_mode_on_the_same_vocabulary(tmp_path):
+    out = tmp_path / "scale.json"
+    script = Path(__file__).parents[1] / "benchmarks" / "data_scale.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--tokens", "30000", "--windows", "5", "--threads", "1",
+         "--workdir", str(tmp_path), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())["after"]
+    words = (tmp_path / "corpus" / "ptb.train.txt").read_text().split()
+    lines = (tmp_path / "corpus" / "ptb.train.txt").read_text().splitlines()
+    assert report["tokens"] == len(words) + len(lines) >= 30000  # <eos> ends every line
+    starts = {s["mode"]: s for s in report["starts"]}
+    assert list(starts) == ["cold", "cached", "streaming"]
+    vocab = {"<unk>", "<eos>", *words}
+    assert {s["vocab"] for s in starts.values()} == {len(vocab)}
+    assert all(0 < s["loader_share"] < 1 and s["first_batch_s"] > 0 for s in starts.values())

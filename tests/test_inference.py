@@ -65,7 +65,7 @@ def test_a_classified_list_equals_each_text_alone(cls):
 
 def test_a_tagged_list_equals_each_sentence_alone(pos):
     task, data = pos
-    sentences = [r["tokens"] for r in data._records["validation"][:40]]
+    sentences = data._records["validation"]["tokens"][:40]
     batched = task.predict(sentences)
     assert batched == [task.predict([s])[0] for s in sentences]
     assert [w for w, _ in batched[0]] == sentences[0]

@@ -16,6 +16,7 @@ import torch
 from test_nn_torch_equivalence import KINDS, assert_equal_to
 from torch import nn
 
+from rnn_tasks.files import CACHE_ENV
 from rnn_tasks.nn import RNN, matmul
 from rnn_tasks.resume import KEY, keep_matmul_backend
 
@@ -125,7 +126,7 @@ def _slowed(product):
 
 @pytest.fixture
 def no_cached_choice(monkeypatch, tmp_path):
-    monkeypatch.setenv(matmul.CACHE, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     return tmp_path / "matmul.json"
 
 

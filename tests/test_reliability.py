@@ -7,6 +7,7 @@ epoch; each compares the resumed run with one that was never stopped.
 
 import csv
 import errno
+import functools
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,15 +39,37 @@ from rnn_tasks.train import strict_json, train
 ROOT = Path(__file__).parents[1]
 TINY = ["model.embedding_dim=16", "model.hidden_size=16", "threads=1", "model.output_dropout=0.3",
         "trainer.enable_progress_bar=false"]  # fmt: skip
+
+
+@functools.cache
+def ptb_head(lines: int = 300) -> Path:
+    """A folder with the first `lines` lines of each PTB split, for a streamed run."""
+    import treebank
+
+    folder = Path(tempfile.mkdtemp(prefix="ptb_head_"))
+    for split in ("train", "valid", "test"):
+        head = treebank.penn[split].splitlines()[:lines]
+        (folder / f"ptb.{split}.txt").write_text("\n".join(head) + "\n")
+    return folder
+
+
 TASKS = {
     "lm": ["task=lm", "data.max_lines=300", "data.batch_size=4", "data.bptt=10"],
+    "lm-streamed": [
+        "task=lm",
+        "data.path={ptb_head}",
+        "data.streaming=true",
+        "data.batch_size=4",
+        "data.bptt=10",
+    ],
     "pos": ["task=pos", "model.char_embedding_dim=8"],
     "cls": ["task=cls", "model.word_dropout=0.2"],
 }
 
 
 def command(task: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "scripts" / "train.py"), *TASKS[task], *TINY,
+    args = [arg.replace("{ptb_head}", str(ptb_head())) for arg in TASKS[task]]
+    return [sys.executable, str(ROOT / "scripts" / "train.py"), *args, *TINY,
             "trainer.max_epochs=4", "checkpoint_every_steps=3", f"hydra.run.dir={out}",
             *extra]  # fmt: skip
 
@@ -422,7 +446,8 @@ def learning_rates(out: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "schedule",
-    [["task.lr_milestones=[1,2]"], ["task.lr_patience=0", "task.lr=0.3"]],
+    # lr 1e-7: the validation loss moves less than the plateau threshold, so it decays
+    [["task.lr_milestones=[1,2]"], ["task.lr_patience=0", "task.lr=1e-7"]],
     ids=["milestones", "plateau"],
 )
 def test_a_resumed_epoch_still_steps_the_learning_rate_schedule(tmp_path, monkeypatch, schedule):

@@ -1,13 +1,18 @@
 """What the three task DataModules share: split bookkeeping per stage, metadata adoption,
-and the data loaders. Each task fills in how to load, read a test file, fit and encode."""
+and the data loaders. Each task fills in how to load, read a test file, fit and encode.
+
+Examples stay in Arrow tables (`datasets.Dataset`, memory-mapped from the cache) from the
+file to the batch: encoding is a cached, batched `Dataset.map`, and a loader fetches each
+batch's rows from the table in one read (`Dataset.__getitems__`)."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from os import PathLike
 
+import datasets
 import lightning as L
 import torch
 from torch import Tensor
@@ -15,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from ..text import Vocab
 from ..text.pipeline import TextPipeline
+from .arrow import quiet_datasets
 from .errors import DataFormatError
 from .order import ProcessBatches, TrainOrder
 from .sources import SPLITS
@@ -35,7 +41,8 @@ def _positive(**values: int | None) -> None:
 
 
 class TextDataModule(L.LightningDataModule):
-    """Base class: records per split -> metadata (vocab, ...) -> encoded datasets -> loaders.
+    """Base class: records per split (Arrow datasets) -> metadata (vocab, ...) -> encoded
+    datasets -> loaders.
 
     ``setup()`` loads the source once and builds the vocabulary from the train split,
     unless `adopt` gave one. With an adopted vocabulary and a ``test_file``, testing reads
@@ -45,6 +52,7 @@ class TextDataModule(L.LightningDataModule):
         batch_size: Training batch size.
         eval_batch_size: Validation/test batch size; defaults to ``batch_size``.
         num_workers: DataLoader worker processes.
+        num_proc: Processes that encode the examples (`Dataset.map`); for large corpora.
         min_freq: Drop training tokens seen fewer times than this from the vocabulary.
         max_vocab_size: Largest vocabulary size, specials included.
         seed: Seed for the source's split and the training shuffle.
@@ -68,24 +76,29 @@ class TextDataModule(L.LightningDataModule):
         batch_size: int,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        num_proc: int | None = None,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
         seed: int = 0,
         test_file: str | PathLike | None = None,
     ) -> None:
         super().__init__()
-        _positive(batch_size=batch_size, eval_batch_size=eval_batch_size, min_freq=min_freq)
+        _positive(
+            batch_size=batch_size, eval_batch_size=eval_batch_size, min_freq=min_freq,
+            num_proc=num_proc,
+        )  # fmt: skip
         self.batch_size = batch_size
         self.eval_batch_size = batch_size if eval_batch_size is None else eval_batch_size
         self.num_workers = num_workers
+        self.num_proc = num_proc
         self.min_freq = min_freq
         self.max_vocab_size = max_vocab_size
         self.seed = seed
         self.test_file = test_file
         self.vocab: Vocab | None = None
         self.pipeline: TextPipeline | None = None  # text -> ids, made with the vocabulary
-        self._records: dict[str, list] = {}
-        self._datasets: dict[str, list | Tensor] = {}  # encoded examples, or an LM stream
+        self._records: dict[str, datasets.Dataset] = {}
+        self._datasets: dict[str, datasets.Dataset | Tensor] = {}  # encoded, or an LM stream
         self._adopted = False
         self._train_order: TrainOrder | None = None
         self._train_order_to_resume: dict | None = None
@@ -93,15 +106,15 @@ class TextDataModule(L.LightningDataModule):
     # --- what each task defines ------------------------------------------------------------
 
     @abstractmethod
-    def _load_records(self) -> dict[str, list]:
+    def _load_records(self) -> dict[str, datasets.Dataset]:
         """Raw records of every split of the source."""
 
     @abstractmethod
-    def _read_test_file(self, path: str | PathLike) -> list:
-        """Raw records of a local test file."""
+    def _read_test_file(self, path: str | PathLike) -> datasets.Dataset:
+        """Raw records of a local test file, with the ``line`` each starts at if it can."""
 
     @abstractmethod
-    def _fit(self, records: dict[str, list]) -> None:
+    def _fit(self, records: dict[str, datasets.Dataset]) -> None:
         """Builds vocab (from train) and the label inventory from the records."""
 
     @abstractmethod
@@ -113,8 +126,8 @@ class TextDataModule(L.LightningDataModule):
         """What a task must know about the data, plain python types only."""
 
     @abstractmethod
-    def _make_dataset(self, split: str, records: list) -> list | Tensor:
-        """Encodes one split's records (a list of examples a DataLoader can index)."""
+    def _make_dataset(self, split: str, records: datasets.Dataset) -> datasets.Dataset | Tensor:
+        """Encodes one split's records (examples a DataLoader can index), with `_encode`."""
 
     # --- shared ----------------------------------------------------------------------------
 
@@ -149,36 +162,63 @@ class TextDataModule(L.LightningDataModule):
             if split not in self._datasets:
                 self._datasets[split] = self._make_dataset(split, records)
 
+    def _encode(
+        self,
+        records: datasets.Dataset,
+        encode: Callable[..., dict],
+        features: datasets.Features | None = None,
+        **inputs: object,
+    ) -> datasets.Dataset:
+        """`records` encoded by `encode(batch, **inputs)`, a top-level function of a batch
+        of records (a dict of columns) that returns the encoded columns (of `features`, if
+        given; else as Arrow infers them).
+
+        The result is cached beside the records under a fingerprint of the records, the
+        function and `inputs` (the vocabulary among them), so a run like an earlier one
+        memory-maps it instead of encoding again.
+        """
+        with quiet_datasets():
+            return records.map(
+                encode,
+                batched=True,
+                remove_columns=records.column_names,
+                fn_kwargs=inputs,
+                features=features,
+                num_proc=self.num_proc if self.num_proc and len(records) > 1 else None,
+            )
+
     def _check_known(
         self,
         split: str,
-        records: list[dict],
-        values: Callable[[dict], Iterable[str]],
+        records: datasets.Dataset,
+        column: str,
         known: list[str],
         what: str,
     ) -> None:
-        """Raises if a record has a `what` (tag, label) outside `known`, the model's inventory.
+        """Raises if a record's `column` (a tag list, a label) has a `what` outside `known`,
+        the model's inventory.
 
         In a ``test_file`` it names the file and the line where the first such record
         (a message, or a sentence's first word) starts.
         """
         known_set = set(known)
-        unknown = Counter(v for r in records for v in values(r) if v not in known_set)
+        values = [v if isinstance(v, list) else [v] for v in records[column][:]]
+        unknown = Counter(v for vs in values for v in vs if v not in known_set)
         if not unknown:
             return
         counts = dict(unknown.most_common())
-        first = next(r for r in records if any(v not in known_set for v in values(r)))
-        if split == "test" and self.test_file is not None and "line" in first:
-            bad = next(v for v in values(first) if v not in known_set)
+        first = next(i for i, vs in enumerate(values) if any(v not in known_set for v in vs))
+        if split == "test" and self.test_file is not None and "line" in records.column_names:
+            bad = next(v for v in values[first] if v not in known_set)
             raise DataFormatError(
                 self.test_file,
-                first["line"],
+                records[first]["line"],
                 f"{what} {bad!r} in the example from this line is not one of the model's "
                 f"{what}s {known} (unknown {what}s in the file: {counts})",
             )
         raise ValueError(f"the {split} split has {what}s outside the {what} set {known}: {counts}")
 
-    def _dataset(self, split: str) -> list | Tensor:
+    def _dataset(self, split: str) -> datasets.Dataset | Tensor:
         if split not in self._datasets:
             raise RuntimeError(f"no {split} split prepared: call setup() first")
         return self._datasets[split]

@@ -7,16 +7,26 @@ from collections import Counter
 from functools import partial
 from os import PathLike
 
+import datasets
 import torch
 
 from ..text import pad_chars
 from ..text.batching import pad_right
-from ..text.pipeline import TOKENIZERS
-from .readers import read_labelled_tsv
-from .sources import load_spam
+from ..text.pipeline import TOKENIZERS, TextPipeline
+from .sources import load_spam, read_spam_file
 from .words import WordsDataModule
 
 log = logging.getLogger(__name__)
+
+
+def encode_labelled(batch: dict, pipeline: TextPipeline, label_ids: dict[str, int]) -> dict:
+    """A batch of messages (``text``, ``label``) -> word ids, character ids, label ids."""
+    words = [pipeline.words(text) for text in batch["text"]]
+    return {
+        "ids": [pipeline.ids(w) for w in words],
+        "chars": [pipeline.spell(w) for w in words],
+        "label": [label_ids[label] for label in batch["label"]],
+    }
 
 
 def collate_classification(items: list[dict], pad_id: int) -> dict:
@@ -47,7 +57,8 @@ class ClassificationDataModule(WordsDataModule):
         zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
         pretrained_words, pretrained_words_limit: Add the first words of a GloVe /
             word2vec text file to the word vocabulary (`WordsDataModule`).
-        batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
+        batch_size, eval_batch_size, num_workers, num_proc, min_freq, max_vocab_size, seed,
+        test_file:
             See `TextDataModule`; ``test_file`` is a ``label<TAB>text`` file.
     """
 
@@ -75,6 +86,7 @@ class ClassificationDataModule(WordsDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        num_proc: int | None = None,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
         seed: int = 0,
@@ -88,6 +100,7 @@ class ClassificationDataModule(WordsDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
+            num_proc=num_proc,
             min_freq=min_freq,
             max_vocab_size=max_vocab_size,
             seed=seed,
@@ -101,7 +114,7 @@ class ClassificationDataModule(WordsDataModule):
         self.group_duplicates = group_duplicates
         self.labels: list[str] | None = None
 
-    def _load_records(self) -> dict[str, list]:
+    def _load_records(self) -> dict[str, datasets.Dataset]:
         ds = load_spam(
             self.path,
             self.hub,
@@ -111,14 +124,15 @@ class ClassificationDataModule(WordsDataModule):
             self.seed,
             self.group_duplicates,
         )
-        return {split: ds[split].to_list() for split in ds}
+        return dict(ds)
 
-    def _read_test_file(self, path: str | PathLike) -> list:
-        return read_labelled_tsv(path)
+    def _read_test_file(self, path: str | PathLike) -> datasets.Dataset:
+        return read_spam_file(path, line=True)
 
-    def _fit(self, records: dict[str, list]) -> None:
-        self._fit_words([self._words(r) for r in records["train"]])
-        self.labels = sorted({r["label"] for split in records.values() for r in split})
+    def _fit(self, records: dict[str, datasets.Dataset]) -> None:
+        words = TOKENIZERS[self.tokenizer]  # the pipeline is made with the vocabulary
+        self._fit_words([words(text) for text in records["train"]["text"]])
+        self.labels = sorted({label for split in records.values() for label in split["label"]})
         folded = Counter(label.casefold() for label in self.labels)
         if any(n > 1 for n in folded.values()):
             twins = [label for label in self.labels if folded[label.casefold()] > 1]
@@ -144,19 +158,13 @@ class ClassificationDataModule(WordsDataModule):
         """Examples per label in the train split, in `labels` order (for class weights)."""
         if "train" not in self._records or self.labels is None:
             raise RuntimeError("class_counts() needs setup('fit') first")
-        counts = Counter(r["label"] for r in self._records["train"])
+        counts = Counter(self._records["train"]["label"])
         return [counts[label] for label in self.labels]
 
-    def _make_dataset(self, split: str, records: list) -> list[dict]:
-        self._check_known(split, records, lambda r: [r["label"]], self.labels, "label")
+    def _make_dataset(self, split: str, records: datasets.Dataset) -> datasets.Dataset:
+        self._check_known(split, records, "label", self.labels, "label")
         label_ids = {label: i for i, label in enumerate(self.labels)}
-        return [
-            {**self._encode_words(self._words(r)), "label": label_ids[r["label"]]} for r in records
-        ]
-
-    def _words(self, record: dict) -> list[str]:
-        """The message's words as written; an empty message is one unknown word."""
-        return TOKENIZERS[self.tokenizer](record["text"])
+        return self._encode(records, encode_labelled, pipeline=self.pipeline, label_ids=label_ids)
 
     def _collate_fn(self):
         return partial(collate_classification, pad_id=self.vocab.pad_id)

@@ -3,26 +3,72 @@
 After pytorch/examples word_language_model: each line's words plus ``<eos>`` are
 concatenated into one token stream per split, cut into ``batch_size`` rows, and read in
 consecutive windows of ``bptt`` steps, in order, so the model can carry its state across.
+
+The stream never exists as a Python list: lines are encoded in batches into an Arrow
+column of id lists (cached), whose values, flattened, are the stream (int32, 4 bytes a
+token); the vocabulary comes from word counts made batch by batch (cached too).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
+from functools import partial
 from os import PathLike
+from pathlib import Path
 from typing import get_args
 
+import datasets
+import pyarrow.compute as pc
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..text import Vocab, split_words
 from ..text.pipeline import TextPipeline
+from .arrow import quiet_datasets
 from .base import TextDataModule
-from .readers import read_lines
-from .sources import LMName, check_choice, load_lm_corpus
+from .sources import LMName, check_choice, lm_files, load_lm_corpus, read_text_file
+from .stream import StreamedWindows, StreamPlan, plan_stream
 from .windows import BPTTWindows
 
 EOS = "<eos>"
 UNK = "<unk>"  # PTB's text already contains this literal; it maps to the same special
+COUNTS = datasets.Features({"word": datasets.Value("string"), "count": datasets.Value("int64")})
+IDS = datasets.Features({"ids": datasets.List(datasets.Value("int32"))})
+
+
+def line_words(line: str, lowercase: bool) -> list[str]:
+    """A line's words and the ``<eos>`` that ends it: what the stream holds of a line."""
+    return [*split_words(line, lowercase), EOS]
+
+
+def count_batch(batch: dict, lowercase: bool) -> dict:
+    """A batch of lines -> its words and how often each occurs (partial counts)."""
+    counts = Counter(w for line in batch["text"] for w in line_words(line, lowercase))
+    return {"word": list(counts), "count": list(counts.values())}
+
+
+def encode_lines(batch: dict, pipeline: TextPipeline, lowercase: bool) -> dict:
+    """A batch of lines -> each line's ids, ``<eos>`` last."""
+    return {"ids": [pipeline.ids(line_words(line, lowercase)) for line in batch["text"]]}
+
+
+def word_counts(lines: datasets.Dataset, lowercase: bool) -> Counter:
+    """How often each word (and ``<eos>``) occurs in `lines`, counted in large batches
+    whose partial counts are cached and summed by Arrow."""
+    with quiet_datasets():
+        partial = lines.map(
+            count_batch,
+            batched=True,
+            batch_size=100_000,  # fewer, larger partial counts to sum
+            remove_columns=lines.column_names,
+            fn_kwargs={"lowercase": lowercase},
+            features=COUNTS,
+        )
+    totals = partial.data.table.group_by("word").aggregate([("count", "sum")])
+    words, counts = totals["word"].to_pylist(), totals["count_sum"].to_pylist()
+    return Counter(dict(zip(words, counts, strict=True)))
 
 
 class LMDataModule(TextDataModule):
@@ -41,12 +87,17 @@ class LMDataModule(TextDataModule):
         eval_batch_size: Parallel rows of the validation/test streams.
         bptt: Window length (steps of truncated backpropagation through time).
         max_lines: Keep only the first N lines of each split (quick runs and tests).
-        num_workers, min_freq, max_vocab_size, seed, test_file: See `TextDataModule`;
+        streaming: Read the training text from its file as it streams, never whole in
+            memory (`stream.StreamedWindows`), for a corpus larger than memory; its rows
+            are cut at line starts by bytes rather than by tokens. Needs ``path``;
+            validation and test are read as usual.
+        num_workers, num_proc, min_freq, max_vocab_size, seed, test_file: See `TextDataModule`;
             ``seed`` is unused (windows are never shuffled), ``test_file`` is a text file.
     """
 
     fixed_settings = ("name", "max_lines", "lowercase")  # windows are never shuffled: no seed
-    source_settings = ("hub", "hub_config")
+    source_settings = ("hub", "hub_config", "streaming")
+    legacy_defaults = {"streaming": False}
 
     def __init__(
         self,
@@ -60,9 +111,11 @@ class LMDataModule(TextDataModule):
         eval_batch_size: int | None = 10,
         bptt: int = 35,
         num_workers: int = 0,
+        num_proc: int | None = None,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
         max_lines: int | None = None,
+        streaming: bool = False,
         seed: int = 0,
         test_file: str | None = None,
     ) -> None:
@@ -70,6 +123,7 @@ class LMDataModule(TextDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
+            num_proc=num_proc,
             min_freq=min_freq,
             max_vocab_size=max_vocab_size,
             seed=seed,
@@ -85,20 +139,54 @@ class LMDataModule(TextDataModule):
         self.lowercase = lowercase
         self.bptt = bptt
         self.max_lines = max_lines
+        self.streaming = streaming
+        if streaming and path is None:
+            raise ValueError(
+                "data.streaming=true reads local files: set data.path=<a folder with "
+                "ptb.{train,valid,test}.txt or wiki.{train,valid,test}.tokens>"
+            )
+        if streaming and max_lines is not None:
+            raise ValueError("data.max_lines does not apply with data.streaming=true: drop one")
+        self._plan: StreamPlan | None = None
 
-    def _load_records(self) -> dict[str, list]:
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.streaming and stage in (None, "fit"):
+            self._datasets["train"] = self._train_plan()
+
+    def _train_file(self) -> Path:
+        return lm_files(Path(self.path), self.name)["train"]
+
+    def _train_plan(self) -> StreamPlan:
+        """One pass over the training file: its rows and its word counts (streaming)."""
+        if self._plan is None:
+            words = partial(line_words, lowercase=self.lowercase)
+            self._plan = plan_stream(self._train_file(), self.batch_size, words)
+        return self._plan
+
+    def _load_records(self) -> dict[str, datasets.Dataset]:
+        if self.streaming:  # the training text is read as it streams, at its loader
+            files = lm_files(Path(self.path), self.name)
+            return {split: read_text_file(files[split]) for split in ("validation", "test")}
         ds = load_lm_corpus(self.name, self.path, self.hub, self.hub_config)
-        return {split: ds[split]["text"][: self.max_lines] for split in ds}
+        return {split: self._first_lines(ds[split]) for split in ds}
 
-    def _read_test_file(self, path: str | PathLike) -> list:
-        return read_lines(path)[: self.max_lines]
+    def _read_test_file(self, path: str | PathLike) -> datasets.Dataset:
+        return self._first_lines(read_text_file(path))
 
-    def _words(self, line: str) -> list[str]:
-        return [*split_words(line, self.lowercase), EOS]
+    def _first_lines(self, lines: datasets.Dataset) -> datasets.Dataset:
+        if self.max_lines is None or self.max_lines >= len(lines):
+            return lines
+        return lines.select(range(self.max_lines))
 
-    def _fit(self, records: dict[str, list]) -> None:
-        self.vocab = Vocab.build(
-            (self._words(line) for line in records["train"]),
+    def _fit(self, records: dict[str, datasets.Dataset]) -> None:
+        counts = (
+            self._train_plan().counts
+            if self.streaming
+            else word_counts(records["train"], self.lowercase)
+        )
+        self.vocab = Vocab.from_counts(
+            counts,
             min_freq=self.min_freq,
             max_size=self.max_vocab_size,
             specials=(UNK, EOS),
@@ -116,18 +204,31 @@ class LMDataModule(TextDataModule):
             raise RuntimeError("metadata() needs setup() first")
         return {"vocab": self.vocab.to_dict()}
 
-    def _make_dataset(self, split: str, records: list) -> Tensor:
-        ids = [i for line in records for i in self.pipeline.ids(self._words(line))]
-        return torch.tensor(ids, dtype=torch.long)  # (N_total,)
+    def _make_dataset(self, split: str, records: datasets.Dataset) -> Tensor:
+        encoded = self._encode(
+            records, encode_lines, IDS, pipeline=self.pipeline, lowercase=self.lowercase
+        )
+        if not len(encoded):
+            return torch.zeros(0, dtype=torch.int32)
+        ids = pc.list_flatten(encoded.data.table.column("ids")).to_numpy()  # (N_total,) int32
+        with warnings.catch_warnings():
+            # One chunk comes zero-copy from the memory-mapped cache, read-only; the
+            # stream is only ever read (windows copy what they take), so no copy is made.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(ids)
 
     def tokens(self, split: str) -> Tensor:
-        """The whole 1-D token stream of ``split`` (``<eos>`` after every line)."""
+        """The whole 1-D token stream of ``split`` (``<eos>`` after every line), int32."""
+        if self.streaming and split == "train":
+            raise RuntimeError("with data.streaming=true the training text is read from its file")
         return self._dataset(split)
 
     def _examples_per_batch(self) -> int:
         return 1  # a dataset item is a whole window of B rows
 
     def _loader(self, split: str, whole: bool = False) -> DataLoader:
+        if self.streaming and split == "train":
+            return self._streamed_loader(whole)
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         stream = self.tokens(split)
         if stream.numel() < 2 * batch_size:  # each of the B rows needs an input and a target
@@ -151,5 +252,24 @@ class LMDataModule(TextDataModule):
             batch_size=None,
             sampler=self._order(len(windows), None) if split == "train" else None,
             num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _streamed_loader(self, whole: bool) -> DataLoader:
+        words = partial(line_words, lowercase=self.lowercase)
+        part = (0, 1) if whole else self.process_part()
+        try:
+            windows = StreamedWindows(
+                self._train_file(), self._train_plan(), words, self.pipeline.ids, self.bptt, part
+            )
+        except ValueError as err:
+            raise ValueError(f"data.batch_size={self.batch_size}: {err}") from None
+        # The order only keeps count, for a checkpoint; a resumed run starts reading its
+        # rows at the window it had reached.
+        windows.start_at(self._order(len(windows), None).resume_point())
+        return DataLoader(
+            windows,
+            batch_size=None,
+            num_workers=min(self.num_workers, 1),  # one reader: a second would repeat it
             persistent_workers=self.num_workers > 0,
         )

@@ -43,6 +43,12 @@ class TrainOrder(Sampler[int]):
         self._epoch_start = self.generator.get_state()
         return islice(iter(RandomSampler(range(self.size), generator=self.generator)), skip, None)
 
+    def resume_point(self) -> int:
+        """Where the next epoch starts, for a reader that is not driven by this order (a
+        stream); the epochs after it start at 0."""
+        skip, self._skip = self._skip, 0
+        return skip
+
     def state(self, done: int) -> dict:
         """Where the order stands once `done` examples of this epoch were trained on
         (0 after a whole epoch: the next one starts from the generator as it is now)."""

@@ -1,8 +1,10 @@
 """Parsers for local data files: CoNLL-U treebanks, labelled TSV, plain text lines.
 
-Each returns plain python records and raises `DataFormatError` with the file and line
-number on malformed input. Files are UTF-8; a leading byte-order mark is dropped (Windows
-editors write one), so it never becomes part of the first label or word.
+Each yields plain python records as it reads (`iter_*`, what `arrow.read_arrow` writes to
+an Arrow table without holding the file's records) or returns them all (`read_*`), and
+raises `DataFormatError` with the file and line number on malformed input. Files are
+UTF-8; a leading byte-order mark is dropped (Windows editors write one), so it never
+becomes part of the first label or word.
 """
 
 from __future__ import annotations
@@ -36,22 +38,32 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise DataFormatError(
-                    path,
-                    lineno,
-                    f"not UTF-8 text: byte {raw[err.start]:#04x}, byte {err.start + 1} of the "
-                    f"line (re-save the file as UTF-8)",
-                ) from None
+                raise not_utf8(path, lineno, raw, err) from None
             yield lineno, line.rstrip("\r\n")
 
 
+def not_utf8(path: Path, lineno: int, raw: bytes, err: UnicodeDecodeError) -> DataFormatError:
+    """The error for line `lineno` (`raw`, its bytes) of `path` that is not UTF-8."""
+    return DataFormatError(
+        path,
+        lineno,
+        f"not UTF-8 text: byte {raw[err.start]:#04x}, byte {err.start + 1} of the line "
+        f"(re-save the file as UTF-8)",
+    )
+
+
 def read_conllu(path: str | PathLike) -> list[dict]:
+    """All the sentences of a CoNLL-U file (`iter_conllu`)."""
+    return list(iter_conllu(path))
+
+
+def iter_conllu(path: str | PathLike) -> Iterator[dict]:
     """Reads a CoNLL-U file (https://universaldependencies.org/format.html).
 
     Multi-word token lines (ID ``3-4``) and empty nodes (ID ``5.1``) are skipped: the
     syntactic words are the tokens.
 
-    Returns:
+    Yields:
         One ``{"tokens": [...], "upos": [...], "xpos": [...], "line": n}`` per sentence,
         ``line`` being the line of its first word.
 
@@ -60,7 +72,6 @@ def read_conllu(path: str | PathLike) -> list[dict]:
         DataFormatError: On a word line without 10 tab-separated columns, or with a bad ID.
     """
     path = _check_file(path, "CoNLL-U treebank file")
-    sentences: list[dict] = []
     tokens: list[str] = []
     upos: list[str] = []
     xpos: list[str] = []
@@ -68,7 +79,7 @@ def read_conllu(path: str | PathLike) -> list[dict]:
     for lineno, line in _numbered_lines(path):
         if not line.strip():  # a blank line ends a sentence
             if tokens:
-                sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line})
+                yield {"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line}
                 tokens, upos, xpos = [], [], []
             continue
         if line.startswith("#"):
@@ -104,14 +115,18 @@ def read_conllu(path: str | PathLike) -> list[dict]:
         upos.append(cols[3])
         xpos.append(cols[4])
     if tokens:  # the last sentence may lack its trailing blank line
-        sentences.append({"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line})
-    return sentences
+        yield {"tokens": tokens, "upos": upos, "xpos": xpos, "line": first_line}
 
 
 def read_labelled_tsv(path: str | PathLike) -> list[dict]:
+    """All the examples of a ``label<TAB>text`` file (`iter_labelled_tsv`)."""
+    return list(iter_labelled_tsv(path))
+
+
+def iter_labelled_tsv(path: str | PathLike) -> Iterator[dict]:
     """Reads ``label<TAB>text`` lines (the SMS Spam Collection format); blank lines skipped.
 
-    Returns:
+    Yields:
         One ``{"text": str, "label": str, "line": n}`` per line, text and label stripped.
 
     Raises:
@@ -119,7 +134,6 @@ def read_labelled_tsv(path: str | PathLike) -> list[dict]:
         DataFormatError: On a line without a tab, or with an empty label or text.
     """
     path = _check_file(path, "labelled TSV file (label<TAB>text lines)")
-    examples: list[dict] = []
     for lineno, line in _numbered_lines(path):
         if not line.strip():
             continue
@@ -130,11 +144,17 @@ def read_labelled_tsv(path: str | PathLike) -> list[dict]:
             raise DataFormatError(path, lineno, "empty label before the tab")
         if not text:
             raise DataFormatError(path, lineno, f"empty text after label {label!r}")
-        examples.append({"text": text, "label": label, "line": lineno})
-    return examples
+        yield {"text": text, "label": label, "line": lineno}
 
 
 def read_lines(path: str | PathLike) -> list[str]:
     """Reads a text corpus: one stripped line per entry, empty lines left out."""
+    return [record["text"] for record in iter_lines(path)]
+
+
+def iter_lines(path: str | PathLike) -> Iterator[dict]:
+    """One ``{"text": line}`` per non-empty line of a text corpus, stripped."""
     path = _check_file(path, "text corpus file")
-    return [s for s in (line.strip() for _, line in _numbered_lines(path)) if s]
+    for _, line in _numbered_lines(path):
+        if line := line.strip():
+            yield {"text": line}

@@ -2,12 +2,15 @@
 
 Each task has one loader that picks its source: the packaged demo data (``builtin``), local
 files (``path``) or the Hugging Face Hub (``hub``). Local files are what a user without
-network points at; the Hub is used only when neither of the others is asked for.
+network points at; the Hub is used only when neither of the others is asked for. A file
+becomes a memory-mapped Arrow table, cached by its content (`arrow.read_arrow`), and a split
+of a single file selects rows of it without copying them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Literal, get_args
@@ -15,8 +18,9 @@ from typing import Literal, get_args
 import datasets
 
 from ..text import lookup_keys
+from .arrow import read_arrow
 from .hub import load_hub_dataset
-from .readers import read_conllu, read_labelled_tsv, read_lines
+from .readers import iter_conllu, iter_labelled_tsv, iter_lines
 from .splits import check_split_sizes, random_split, stratified_split
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,7 @@ SPAM_FEATURES = datasets.Features(
     {"text": datasets.Value("string"), "label": datasets.Value("string")}
 )
 LM_FEATURES = datasets.Features({"text": datasets.Value("string")})
+LINE = {"line": datasets.Value("int64")}  # where an example starts in its file, for errors
 
 # File names of the standard distributions, by corpus: {split} is train / valid / test.
 LM_FILES = {"ptb": "ptb.{split}.txt", "wikitext2": "wiki.{split}.tokens"}
@@ -53,22 +58,21 @@ def _one_source(path: str | PathLike | None, builtin: bool) -> None:
         raise ValueError(f"give either builtin=True or path={str(path)!r}, not both")
 
 
+def _in_memory(records: list[dict], features: datasets.Features) -> datasets.Dataset:
+    """Records already in memory (from the Hub or a package) -> a dataset with
+    ``features`` (typed even when empty)."""
+    columns = {col: [r[col] for r in records] for col in features}
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
 def _dataset_dict(
     splits: dict[str, list[dict]], features: datasets.Features
 ) -> datasets.DatasetDict:
-    """Records per split -> a `DatasetDict` with ``features`` (typed even when empty)."""
-    return datasets.DatasetDict(
-        {
-            split: datasets.Dataset.from_dict(
-                {col: [r[col] for r in splits[split]] for col in features}, features=features
-            )
-            for split in SPLITS
-        }
-    )
+    return datasets.DatasetDict({s: _in_memory(splits[s], features) for s in SPLITS})
 
 
-def _select(records: list, indices: dict[str, list[int]]) -> dict[str, list]:
-    return {split: [records[i] for i in idx] for split, idx in indices.items()}
+def _select(ds: datasets.Dataset, indices: dict[str, list[int]]) -> datasets.DatasetDict:
+    return datasets.DatasetDict({split: ds.select(idx) for split, idx in indices.items()})
 
 
 def _split_names(ds: datasets.DatasetDict) -> dict[str, str]:
@@ -90,8 +94,27 @@ def _label_names(feature: datasets.features.features.FeatureType) -> list[str] |
 # --- POS tagging ---------------------------------------------------------------------------
 
 
-def _pos_records(sentences: list[dict], tag_column: str) -> list[dict]:
-    return [{"tokens": s["tokens"], "tags": s[tag_column]} for s in sentences]
+def iter_pos(path: str | PathLike, tag_column: str) -> Iterator[dict]:
+    """A treebank's sentences as ``{"tokens", "tags", "line"}``, tags from `tag_column`."""
+    for s in iter_conllu(path):
+        yield {"tokens": s["tokens"], "tags": s[tag_column], "line": s["line"]}
+
+
+def read_pos_file(path: str | PathLike, tag_column: str, line: bool = False) -> datasets.Dataset:
+    """A CoNLL-U file as a cached Arrow dataset; ``line`` keeps each sentence's first line."""
+    features = datasets.Features({**POS_FEATURES, **(LINE if line else {})})
+    return read_arrow(iter_pos, path, features, tag_column=tag_column)
+
+
+def read_spam_file(path: str | PathLike, line: bool = False) -> datasets.Dataset:
+    """A ``label<TAB>text`` file as a cached Arrow dataset; ``line``: each message's line."""
+    features = datasets.Features({**SPAM_FEATURES, **(LINE if line else {})})
+    return read_arrow(iter_labelled_tsv, path, features)
+
+
+def read_text_file(path: str | PathLike) -> datasets.Dataset:
+    """A text corpus's non-empty lines, stripped, as a cached Arrow dataset."""
+    return read_arrow(iter_lines, path, LM_FEATURES)
 
 
 def _find_one(folder: Path, pattern: str) -> Path | None:
@@ -136,10 +159,10 @@ def load_pos(
 
 
 def _pos_single_file(path: Path, tag_column: str, seed: int) -> datasets.DatasetDict:
-    records = _pos_records(read_conllu(path), tag_column)
-    indices = random_split(len(records), *POS_FILE_FRACTIONS, seed=seed)
+    sentences = read_pos_file(path, tag_column)
+    indices = random_split(len(sentences), *POS_FILE_FRACTIONS, seed=seed)
     check_split_sizes(path, indices, *POS_FILE_FRACTIONS)
-    return _dataset_dict(_select(records, indices), POS_FEATURES)
+    return _select(sentences, indices)
 
 
 def _pos_folder(folder: Path, tag_column: str) -> datasets.DatasetDict:
@@ -160,8 +183,7 @@ def _pos_folder(folder: Path, tag_column: str) -> datasets.DatasetDict:
             files["validation"].name,
         )
         files["test"] = files["validation"]
-    splits = {split: _pos_records(read_conllu(f), tag_column) for split, f in files.items()}
-    return _dataset_dict(splits, POS_FEATURES)
+    return datasets.DatasetDict({split: read_pos_file(f, tag_column) for split, f in files.items()})
 
 
 def _pos_hub(hub: str, config: str | None, tag_column: str) -> datasets.DatasetDict:
@@ -235,27 +257,26 @@ def load_spam(
     """
     _one_source(path, builtin)
     if builtin:
-        examples = read_labelled_tsv(BUILTIN_DIR / "spam_demo.tsv")
+        examples = read_spam_file(BUILTIN_DIR / "spam_demo.tsv")
     elif path is not None:
         path = Path(path)
-        examples = read_labelled_tsv(path / "SMSSpamCollection" if path.is_dir() else path)
+        examples = read_spam_file(path / "SMSSpamCollection" if path.is_dir() else path)
     elif hub is not None:
         splits = _spam_hub(hub)
         if set(splits) == set(SPLITS):
             return _dataset_dict(splits, SPAM_FEATURES)
-        examples = [e for split in splits.values() for e in split]
+        examples = _in_memory([e for split in splits.values() for e in split], SPAM_FEATURES)
     else:
         raise ValueError("no spam data source: give path=<file or folder>, builtin=True or hub")
+    labels, texts = examples["label"][:], examples["text"][:]
     groups = None
     if group_duplicates:  # by label too: a text labelled both ways is two messages
-        groups = [(e["label"], duplicate_key(e["text"])) for e in examples]
-    indices = stratified_split(
-        [e["label"] for e in examples], val_fraction, test_fraction, seed=seed, groups=groups
-    )
+        groups = [(label, duplicate_key(text)) for label, text in zip(labels, texts, strict=True)]
+    indices = stratified_split(labels, val_fraction, test_fraction, seed=seed, groups=groups)
     check_split_sizes(
         path or hub or "the built-in demo messages", indices, val_fraction, test_fraction
     )
-    return _dataset_dict(_select(examples, indices), SPAM_FEATURES)
+    return _select(examples, indices)
 
 
 def _spam_hub(hub: str) -> dict[str, list[dict]]:
@@ -302,8 +323,9 @@ def load_lm_corpus(
     """
     check_choice("name", name, get_args(LMName))
     if path is not None:
-        splits = _lm_folder(Path(path), name)
-    elif hub is not None or name in LM_HUB:
+        files = lm_files(Path(path), name)
+        return datasets.DatasetDict({split: read_text_file(f) for split, f in files.items()})
+    if hub is not None or name in LM_HUB:
         if hub is None:
             hub, hub_config = LM_HUB[name]
         splits = _lm_hub(hub, hub_config, name)
@@ -315,12 +337,13 @@ def load_lm_corpus(
     )
 
 
-def _lm_folder(folder: Path, name: str) -> dict[str, list[str]]:
-    # The named corpus's file names first, then the other layout.
+def lm_files(folder: Path, name: str) -> dict[str, Path]:
+    """The corpus's file of each split in `folder`, by the corpus's file names first, then
+    by the other layout."""
     for pattern in sorted(LM_FILES.values(), key=lambda p: p != LM_FILES[name]):
         files = {s: folder / pattern.format(split=f) for s, f in FILE_SPLITS.items()}
         if all(f.is_file() for f in files.values()):
-            return {split: read_lines(f) for split, f in files.items()}
+            return files
     layouts = " or ".join(p.format(split="{train,valid,test}") for p in LM_FILES.values())
     wanted = [folder / LM_FILES[name].format(split=f) for f in FILE_SPLITS.values()]
     missing = [f.name for f in wanted if not f.is_file()]

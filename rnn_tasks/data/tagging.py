@@ -5,11 +5,26 @@ from __future__ import annotations
 from functools import partial
 from os import PathLike
 
+import datasets
+
 from ..text import pad_chars
 from ..text.batching import IGNORE_INDEX, pad_right
-from .readers import read_conllu
-from .sources import TagColumn, check_choice, load_pos
+from ..text.pipeline import TextPipeline
+from .sources import TagColumn, check_choice, load_pos, read_pos_file
 from .words import WordsDataModule
+
+
+def encode_tagged(batch: dict, pipeline: TextPipeline, tag_ids: dict[str, int]) -> dict:
+    """A batch of sentences (``tokens``, ``tags``) -> word ids, character ids, tag ids and
+    the words as written; a sentence without words has nothing to tag and is left out."""
+    kept = [i for i, words in enumerate(batch["tokens"]) if words]
+    words = [batch["tokens"][i] for i in kept]
+    return {
+        "ids": [pipeline.ids(w) for w in words],
+        "chars": [pipeline.spell(w) for w in words],
+        "tags": [[tag_ids[t] for t in batch["tags"][i]] for i in kept],
+        "words": words,
+    }
 
 
 def collate_tagging(items: list[dict], pad_id: int) -> dict:
@@ -48,7 +63,8 @@ class TaggingDataModule(WordsDataModule):
         zero_digits: Read every digit as 0 in the vocabulary lookup (`lookup_keys`).
         pretrained_words, pretrained_words_limit: Add the first words of a GloVe /
             word2vec text file to the word vocabulary (`WordsDataModule`).
-        batch_size, eval_batch_size, num_workers, min_freq, max_vocab_size, seed, test_file:
+        batch_size, eval_batch_size, num_workers, num_proc, min_freq, max_vocab_size, seed,
+        test_file:
             See `TextDataModule`; ``test_file`` is a CoNLL-U file.
     """
 
@@ -71,6 +87,7 @@ class TaggingDataModule(WordsDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        num_proc: int | None = None,
         min_freq: int = 1,
         max_vocab_size: int | None = None,
         seed: int = 0,
@@ -84,6 +101,7 @@ class TaggingDataModule(WordsDataModule):
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
+            num_proc=num_proc,
             min_freq=min_freq,
             max_vocab_size=max_vocab_size,
             seed=seed,
@@ -97,21 +115,18 @@ class TaggingDataModule(WordsDataModule):
         self.tag_column = tag_column
         self.tags: list[str] | None = None
 
-    def _load_records(self) -> dict[str, list]:
+    def _load_records(self) -> dict[str, datasets.Dataset]:
         ds = load_pos(
             self.path, self.hub, self.hub_config, self.builtin, self.tag_column, self.seed
         )
-        return {split: ds[split].to_list() for split in ds}
+        return dict(ds)
 
-    def _read_test_file(self, path: str | PathLike) -> list:
-        return [
-            {"tokens": s["tokens"], "tags": s[self.tag_column], "line": s["line"]}
-            for s in read_conllu(path)
-        ]
+    def _read_test_file(self, path: str | PathLike) -> datasets.Dataset:
+        return read_pos_file(path, self.tag_column, line=True)
 
-    def _fit(self, records: dict[str, list]) -> None:
-        self._fit_words([r["tokens"] for r in records["train"]])
-        self.tags = sorted({t for split in records.values() for r in split for t in r["tags"]})
+    def _fit(self, records: dict[str, datasets.Dataset]) -> None:
+        self._fit_words(records["train"]["tokens"][:])
+        self.tags = sorted({t for split in records.values() for ts in split["tags"] for t in ts})
 
     def _adopt(self, metadata: dict) -> None:
         self._adopt_words(metadata)
@@ -122,18 +137,10 @@ class TaggingDataModule(WordsDataModule):
             raise RuntimeError("metadata() needs setup() first")
         return {**self._words_metadata(), "tags": list(self.tags)}
 
-    def _make_dataset(self, split: str, records: list) -> list[dict]:
-        self._check_known(split, records, lambda r: r["tags"], self.tags, "tag")
+    def _make_dataset(self, split: str, records: datasets.Dataset) -> datasets.Dataset:
+        self._check_known(split, records, "tags", self.tags, "tag")
         tag_ids = {t: i for i, t in enumerate(self.tags)}
-        return [
-            {
-                **self._encode_words(r["tokens"]),
-                "tags": [tag_ids[t] for t in r["tags"]],
-                "words": r["tokens"],
-            }
-            for r in records
-            if r["tokens"]  # an empty sentence has nothing to tag
-        ]
+        return self._encode(records, encode_tagged, pipeline=self.pipeline, tag_ids=tag_ids)
 
     def _collate_fn(self):
         return partial(collate_tagging, pad_id=self.vocab.pad_id)

@@ -65,8 +65,8 @@ class BPTTWindows(Dataset):
         start = k * self.bptt
         stop = min(start + self.bptt, self.data.size(1) - 1)
         return {
-            "input": self.data[:, start:stop].contiguous(),  # (B, T)
-            "target": self.data[:, start + 1 : stop + 1].contiguous(),  # (B, T)
+            "input": self.data[:, start:stop].long().contiguous(),  # (B, T)
+            "target": self.data[:, start + 1 : stop + 1].long().contiguous(),  # (B, T)
         }
 
     @property

@@ -24,8 +24,8 @@ class WordsDataModule(TextDataModule):
 
     Subclasses build both vocabularies with `_fit_words` and take them from a checkpoint
     with `_adopt_words`; metadata carries them as ``vocab`` and ``chars``. Either makes
-    ``pipeline`` (`TextPipeline`), which encodes every example, and which the task rebuilds
-    from the same metadata to read raw text at prediction.
+    ``pipeline`` (`TextPipeline`), which encodes every example (in `Dataset.map`), and
+    which the task rebuilds from the same metadata to read raw text at prediction.
     """
 
     tokenizer: Tokenizer  # how a raw text of this data becomes words
@@ -86,10 +86,6 @@ class WordsDataModule(TextDataModule):
         self.pipeline = TextPipeline(
             self.tokenizer, self.vocab, self.chars, self.lowercase, self.zero_digits
         )
-
-    def _encode_words(self, words: list[str]) -> dict:
-        """Word ids and character ids of one example's words."""
-        return {"ids": self.pipeline.ids(words), "chars": self.pipeline.spell(words)}
 
     def _words_metadata(self) -> dict:
         return {"vocab": self.vocab.to_dict(), "chars": self.chars.to_dict()}

@@ -45,12 +45,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..files import cache_root
+
 log = logging.getLogger("rnn_tasks")
 
 ENV = "RNN_TASKS_MATMUL"
 CHOICES = ("auto", "blas", "onednn", "onednn-steps")
 AUTO_MARGIN = 1.05  # oneDNN must be this many times faster than BLAS to be chosen
-CACHE = "RNN_TASKS_CACHE"  # where `auto` keeps its choices (default ~/.cache/rnn_tasks)
 
 
 class Blas:
@@ -272,7 +273,7 @@ def _auto() -> Backend:
     if not onednn_available():
         return Blas
     key = " | ".join((_cpu_signature(), f"{torch.get_num_threads()} threads", torch.__version__))
-    path = Path(os.environ.get(CACHE) or Path.home() / ".cache" / "rnn_tasks") / "matmul.json"
+    path = cache_root() / "matmul.json"
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):

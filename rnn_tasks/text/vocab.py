@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class Vocab:
@@ -66,15 +66,28 @@ class Vocab:
             unk: Unknown-token special (must be in ``specials``) or ``None``.
             pad: Padding special (must be in ``specials``) or ``None``.
         """
+        counts: Counter[str] = Counter()
+        for sequence in sequences:
+            counts.update(sequence)
+        return cls.from_counts(counts, min_freq, max_size, specials, unk, pad)
+
+    @classmethod
+    def from_counts(
+        cls,
+        counts: Mapping[str, int],
+        min_freq: int = 1,
+        max_size: int | None = None,
+        specials: Sequence[str] = ("<pad>", "<unk>"),
+        unk: str | None = "<unk>",
+        pad: str | None = "<pad>",
+    ) -> Vocab:
+        """`build` from tokens counted already (a corpus too large to hold as token lists)."""
         if min_freq < 1:
             raise ValueError(f"min_freq must be >= 1, got {min_freq}")
         if max_size is not None and max_size < len(specials):
             raise ValueError(
                 f"max_size={max_size} leaves no room for the {len(specials)} specials {specials}"
             )
-        counts: Counter[str] = Counter()
-        for sequence in sequences:
-            counts.update(sequence)
         special_set = set(specials)
         words = sorted(
             (w for w, c in counts.items() if c >= min_freq and w not in special_set),
