@@ -4,8 +4,9 @@ It writes PTB's training text repeated until the corpus has `--tokens` tokens (t
 validation and test files as they are), then starts the LM data module on it, each start in
 a fresh process, and measures:
 
-- time to the first training batch: `setup("fit")` (read, count, encode) and the loader's
-  first window, from a cold cache and again from the cache the first start left;
+- time to the first training batch, from the process's start: importing torch and
+  `datasets` (about 4 s), `setup("fit")` (read, count, encode) and the loader's first
+  window, from a cold cache and again from the cache the first start left;
 - peak resident memory of the process (`ru_maxrss`: the data module and its loader, python
   and torch included);
 - the loader's windows per second, against one training step of `experiment=ptb_lstm`'s

@@ -49,9 +49,10 @@ def user_errors(cfg: DictConfig | None = None) -> Iterator[None]:
     stderr and exit code 2; `cfg` is read for `debug`."""
     try:
         yield
-    except Exception as err:
+    except Exception as raised:
         if show_traceback(cfg):
             raise
+        err, key = instantiated_cause(raised)
         stopped = run_stopped(err)
         if stopped is not None:  # a run that stopped early: why, and its own exit code
             if not err.quiet:
@@ -59,8 +60,24 @@ def user_errors(cfg: DictConfig | None = None) -> Iterator[None]:
             raise SystemExit(stopped) from None
         if not is_user_error(err):
             raise
-        print(f"error: {error_message(err)}", file=sys.stderr, flush=True)
+        message = error_message(err)
+        where = f"{key}: " if key and not message.startswith(f"{key}.") else ""
+        print(f"error: {where}{message}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def instantiated_cause(err: BaseException) -> tuple[BaseException, str]:
+    """What a class that Hydra's `instantiate` built raised (a data module refusing its
+    arguments), rather than Hydra's wrapper, whose message adds lines of its own; and the
+    key of the config node it was built from ("data"), or ""."""
+    hydra_errors = sys.modules.get("hydra.errors")
+    cause = err.__cause__
+    if hydra_errors is None or not isinstance(err, hydra_errors.InstantiationException):
+        return err, ""
+    if not isinstance(cause, Exception) or not is_user_error(cause):
+        return err, ""
+    key = next((line[10:] for line in str(err).splitlines() if line.startswith("full_key: ")), "")
+    return cause, key
 
 
 def run_stopped(err: BaseException) -> int | None:

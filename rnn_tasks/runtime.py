@@ -4,6 +4,7 @@ handler for log lines, and text settings read as typed."""
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import sys
 import warnings
@@ -26,6 +27,8 @@ QUIET = (
     "You're resuming from a checkpoint that ended before the epoch ended",  # ExactResume does
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"It is recommended to use `self\.log\(.*sync_dist=True",
+    # The streamed LM windows have a length and read with at most one worker (data/stream.py).
+    r"Your `IterableDataset` has `__len__` defined",
 )
 
 
@@ -68,6 +71,22 @@ def one_console_handler() -> None:
     # Hydra the root logger prints (and writes train.log) too, so every line came twice.
     if logging.getLogger().hasHandlers():
         logging.getLogger("lightning").handlers.clear()
+    if process_rank() > 0:
+        # Under DDP the first process speaks for all on the console; another one prints its
+        # warnings and errors there, and the rest only to its own log file.
+        for handler in logging.getLogger().handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(max(handler.level, logging.WARNING))
+
+
+def process_rank() -> int:
+    """This process's rank among the training processes, from the variables that the
+    launchers set (torchrun: RANK; Lightning's own launcher: LOCAL_RANK; SLURM); 0 alone."""
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
 
 
 def text_setting(cfg, key: str) -> str:

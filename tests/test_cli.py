@@ -75,6 +75,13 @@ def runs(pos_ckpt, tmp_path_factory):
         "not an lm": (["generate.py", ckpt, "threads=1"],),
         "empty file": (["evaluate.py", ckpt, f"data.test_file={empty}", "threads=1"],),
         "split": (["evaluate.py", ckpt, "split=train"],),
+        "lm name": (["train.py", "task=lm", "data.name=ptb2", f"hydra.run.dir={tmp / 'n'}"],),
+        "streaming": (
+            ["train.py", "task=lm", "data.streaming=true", f"hydra.run.dir={tmp / 's'}"],
+        ),
+        "streaming flag": (
+            ["train.py", "task=lm", "data.streaming=no", f"hydra.run.dir={tmp / 'f'}"],
+        ),
     }
     with ThreadPoolExecutor(len(commands)) as pool:
         futures = {name: pool.submit(run, *command) for name, command in commands.items()}
@@ -99,6 +106,19 @@ def test_a_bad_train_value_is_named_before_anything_is_built(runs):
     line = error_line(runs["max_epochs"])
     assert line == (
         "error: trainer.max_epochs must be null or a whole number >= -1 (-1: no limit), got 'abc'"
+    )
+
+
+def test_a_value_the_data_module_refuses_is_one_line_naming_its_key(runs):
+    # Raised inside Hydra's instantiate, which wraps it in lines of its own.
+    assert error_line(runs["lm name"]) == (
+        "error: data: name='ptb2' is not valid; choose one of ['ptb', 'wikitext2']"
+    )
+    assert error_line(runs["streaming"]).startswith(
+        "error: data.streaming=true reads local files: set data.path=<a folder with ptb."
+    )
+    assert error_line(runs["streaming flag"]) == (
+        "error: data.streaming must be true or false, got 'no'"
     )
 
 

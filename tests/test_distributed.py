@@ -47,8 +47,18 @@ def evaluate_alone(ckpt: str) -> dict:
 def runs(tmp_path_factory):
     one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
     run_to_end(train(one))
-    run_to_end(train(two, *DDP))
+    console = run_to_end(train(two, *DDP))
+    (two / "console.txt").write_text(console.stdout + console.stderr)
     return one, two
+
+
+def test_the_first_process_speaks_for_all_on_the_console(runs):
+    one, two = runs
+    console = (two / "console.txt").read_text()
+    assert console.count("LanguageModelTask: ") == 1, console[-3000:]
+    assert "[rank: 1]" not in console, console[-3000:]
+    # The second process's own log file still has everything.
+    assert "LanguageModelTask: " in (two / "train_ddp_process_1.log").read_text()
 
 
 def test_the_processes_divide_each_window_by_rows_in_the_texts_order():

@@ -159,7 +159,9 @@ def test_load_pos_single_file_is_split_80_10_10(tmp_path):
 def test_load_pos_errors(tmp_path):
     with pytest.raises(ValueError, match=r"tag_column='feats'.*\['upos', 'xpos'\]"):
         load_pos(path=str(tmp_path), tag_column="feats")
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(
+        ValueError, match=r"builtin=True \(data.path, data.builtin.*both name a source.*data=ud_ewt"
+    ):
         load_pos(path=str(tmp_path), builtin=True)
     with pytest.raises(FileNotFoundError, match=r"no train treebank .*\*-ud-train\.conllu"):
         load_pos(path=str(tmp_path))

@@ -1,5 +1,6 @@
 """Streamed truncated-BPTT windows: the same windows as `BPTTWindows` over rows cut by hand."""
 
+import os
 import pickle
 import random
 from collections import Counter
@@ -181,6 +182,14 @@ def test_changed_file_refused(text_file):
     with path.open("a", encoding="utf-8") as f:
         f.write("more\n")
     with pytest.raises(ValueError, match="changed since it was planned"):
+        iter(windows)
+    # An edit that keeps the size: the same bytes count, another time.
+    windows = StreamedWindows(path, plan_stream(path, 2, words), words, Encode(vocab), 5)
+    text = path.read_bytes()
+    path.write_bytes(text[::-1])
+    planned = windows.modified_ns
+    os.utime(path, ns=(planned, planned + 10**9))  # whatever the clock's resolution
+    with pytest.raises(ValueError, match="changed since it was planned.*modified since: True"):
         iter(windows)
 
 

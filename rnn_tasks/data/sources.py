@@ -55,7 +55,11 @@ def check_choice(name: str, value: object, options: tuple) -> None:
 
 def _one_source(path: str | PathLike | None, builtin: bool) -> None:
     if builtin and path is not None:
-        raise ValueError(f"give either builtin=True or path={str(path)!r}, not both")
+        raise ValueError(
+            f"path={str(path)!r} and builtin=True (data.path, data.builtin: the packaged demo "
+            f"data) both name a source: set builtin to false, or pick the data group of your "
+            f"files (data=ud_ewt, data=sms_spam)"
+        )
 
 
 def _in_memory(records: list[dict], features: datasets.Features) -> datasets.Dataset:
@@ -178,7 +182,8 @@ def _pos_folder(folder: Path, tag_column: str) -> datasets.DatasetDict:
             )
     if files["test"] is None:
         log.warning(
-            "no *-ud-test.conllu in %s: using the dev file %s as the test split too",
+            "no *-ud-test.conllu in %s: using the dev file %s as the test split too "
+            "(unless data.test_file names one)",
             folder,
             files["validation"].name,
         )

@@ -45,7 +45,8 @@ class StreamPlan:
     """What one pass over a corpus file tells: where its rows lie, their lengths, its words.
 
     Attributes:
-        size: The file's size S in bytes; a file of another size has changed since.
+        size: The file's size S in bytes.
+        modified_ns: Its modification time; a file of another size or time has changed since.
         batch_size: The number of rows B.
         row_tokens: Tokens in each of the B rows, before the rows are cut to the shortest.
         counts: How often each word occurs in the whole file (to build the vocabulary from).
@@ -54,6 +55,7 @@ class StreamPlan:
     """
 
     size: int
+    modified_ns: int
     batch_size: int
     row_tokens: list[int]
     counts: Counter[str]
@@ -89,7 +91,8 @@ def plan_stream(path: str | PathLike, batch_size: int, words: Words) -> StreamPl
     path = _check_file(path, "text corpus file")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    size = path.stat().st_size
+    stat = path.stat()
+    size = stat.st_size
     bounds = [b * size // batch_size for b in range(batch_size)]  # where each row's bytes begin
     row_offsets = [size] * (batch_size + 1)  # a row no line starts in stays empty
     row_tokens = [0] * batch_size
@@ -111,7 +114,7 @@ def plan_stream(path: str | PathLike, batch_size: int, words: Words) -> StreamPl
                 line_words = words(line)
                 row_tokens[row] += len(line_words)
                 counts.update(line_words)
-    plan = StreamPlan(size, batch_size, row_tokens, counts, row_offsets)
+    plan = StreamPlan(size, stat.st_mtime_ns, batch_size, row_tokens, counts, row_offsets)
     if plan.row_length < 2:
         raise ValueError(
             f"{path} is too short for batch_size={batch_size}: cut at line starts into "
@@ -216,7 +219,7 @@ class StreamedWindows(IterableDataset):
             raise ValueError(f"rank must be in [0, {world}), got {rank}")
         rows = plan.batch_size // world
         self.path = Path(path)
-        self.size = plan.size
+        self.size, self.modified_ns = plan.size, plan.modified_ns
         self.row_length = plan.row_length  # N
         # Only this process's rows: B/W + 1 offsets, row r being [offsets[r], offsets[r + 1]).
         self.row_offsets = plan.row_offsets[rank * rows : (rank + 1) * rows + 1]
@@ -254,11 +257,12 @@ class StreamedWindows(IterableDataset):
                 f"StreamedWindows reads its rows in order: use a DataLoader with "
                 f"num_workers <= 1, not {info.num_workers}"
             )
-        size = self.path.stat().st_size
-        if size != self.size:
+        stat = self.path.stat()
+        if (stat.st_size, stat.st_mtime_ns) != (self.size, self.modified_ns):
             raise ValueError(
                 f"{self.path} has changed since it was planned ({self.size} bytes, now "
-                f"{size}): plan it again"
+                f"{stat.st_size}; modified since: {stat.st_mtime_ns != self.modified_ns}): "
+                f"plan it again"
             )
         return self._windows(first)
 
