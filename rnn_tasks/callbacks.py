@@ -91,7 +91,9 @@ class EpochProfile(L.Callback):
         total = self.last_end - self.epoch_start - self.validation
         tokens = self.tokens
         if trainer.world_size > 1:  # the run's throughput: every process's tokens
-            tokens = int(trainer.strategy.reduce(torch.tensor(float(tokens)), reduce_op="sum"))
+            # On the process's device: nccl reduces GPU tensors only.
+            count = torch.tensor(float(tokens), device=pl_module.device)
+            tokens = int(trainer.strategy.reduce(count, reduce_op="sum"))
         if total <= 0 or not tokens:
             return
         stats = {

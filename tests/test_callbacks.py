@@ -1,11 +1,13 @@
 """The training callbacks against exact references (a tiny model, plain SGD)."""
 
+from types import SimpleNamespace
+
 import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnn_tasks.callbacks import RunCheckpoint, TriggeredAverage, WeightAverage
+from rnn_tasks.callbacks import EpochProfile, RunCheckpoint, TriggeredAverage, WeightAverage
 
 
 class Regression(L.LightningModule):
@@ -245,3 +247,24 @@ def test_triggered_average_resumes_to_the_uninterrupted_result(tmp_path):
     ).fit(resumed, data, data, ckpt_path=tmp_path / "last.ckpt")
     assert (resumed_average.started_at, resumed_average.history) == (15, average.history)
     torch.testing.assert_close(resumed.linear.weight, whole.linear.weight, rtol=0, atol=0)
+
+
+def test_the_epoch_profile_sums_the_tokens_of_every_process_on_their_device():
+    # nccl reduces only tensors on the GPU: the count must be on the module's device
+    # ("meta" here stands for a device that is not the CPU).
+    seen = []
+
+    def reduce(tensor, reduce_op):
+        seen.append((tensor.device, reduce_op))
+        return torch.tensor(300.0)
+
+    strategy = SimpleNamespace(reduce=reduce, root_device=torch.device("cpu"))
+    trainer = SimpleNamespace(world_size=2, strategy=strategy)
+    logged = {}
+    module = SimpleNamespace(device=torch.device("meta"), log_dict=logged.update)
+    profile = EpochProfile()
+    profile.on_train_epoch_start(trainer, module)
+    profile.tokens, profile.last_end = 100, profile.epoch_start + 2.0
+    profile.on_train_epoch_end(trainer, module)
+    assert seen == [(torch.device("meta"), "sum")]
+    assert logged["perf/tokens_per_s"] == pytest.approx(300 / 2.0)

@@ -10,7 +10,7 @@ of a single file selects rows of it without copying them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from os import PathLike
 from pathlib import Path
 from typing import Literal, get_args
@@ -18,7 +18,7 @@ from typing import Literal, get_args
 import datasets
 
 from ..text import lookup_keys
-from .arrow import read_arrow
+from .arrow import quiet_datasets, read_arrow
 from .hub import load_hub_dataset
 from .readers import iter_conllu, iter_labelled_tsv, iter_lines
 from .splits import check_split_sizes, random_split, stratified_split
@@ -62,17 +62,16 @@ def _one_source(path: str | PathLike | None, builtin: bool) -> None:
         )
 
 
-def _in_memory(records: list[dict], features: datasets.Features) -> datasets.Dataset:
-    """Records already in memory (from the Hub or a package) -> a dataset with
-    ``features`` (typed even when empty)."""
-    columns = {col: [r[col] for r in records] for col in features}
-    return datasets.Dataset.from_dict(columns, features=features)
-
-
-def _dataset_dict(
-    splits: dict[str, list[dict]], features: datasets.Features
-) -> datasets.DatasetDict:
-    return datasets.DatasetDict({s: _in_memory(splits[s], features) for s in SPLITS})
+def _hub_map(
+    part: datasets.Dataset, rows: Callable[..., dict], features: datasets.Features, **kwargs
+) -> datasets.Dataset:
+    """A Hub split in our columns: `rows(batch, **kwargs)` over it in batches (cached by
+    `datasets` beside the download), never a Python list of the whole split."""
+    with quiet_datasets():
+        return part.map(
+            rows, batched=True, remove_columns=part.column_names, features=features,
+            fn_kwargs=kwargs,
+        )  # fmt: skip
 
 
 def _select(ds: datasets.Dataset, indices: dict[str, list[int]]) -> datasets.DatasetDict:
@@ -214,14 +213,22 @@ def _pos_hub(hub: str, config: str | None, tag_column: str) -> datasets.DatasetD
                 f"Hub dataset {hub} needs columns 'tokens' and {tag_column!r}; "
                 f"it has {part.column_names}"
             )
-        tag_names = _label_names(part.features[tag_column])
-        tags = part[tag_column][:]
-        if tag_names is not None:
-            tags = [[tag_names[t] for t in sentence] for sentence in tags]
-        splits[split] = [
-            {"tokens": t, "tags": g} for t, g in zip(part["tokens"][:], tags, strict=True)
-        ]
-    return _dataset_dict(splits, POS_FEATURES)
+        splits[split] = _hub_map(
+            part,
+            _pos_rows,
+            POS_FEATURES,
+            tag_column=tag_column,
+            tag_names=_label_names(part.features[tag_column]),
+        )
+    return datasets.DatasetDict(splits)
+
+
+def _pos_rows(batch: dict, tag_column: str, tag_names: list[str] | None) -> dict:
+    """A Hub treebank's sentences -> ``tokens`` and ``tags`` (as names, not ids)."""
+    tags = batch[tag_column]
+    if tag_names is not None:
+        tags = [[tag_names[t] for t in sentence] for sentence in tags]
+    return {"tokens": batch["tokens"], "tags": tags}
 
 
 # --- Spam classification -------------------------------------------------------------------
@@ -269,8 +276,8 @@ def load_spam(
     elif hub is not None:
         splits = _spam_hub(hub)
         if set(splits) == set(SPLITS):
-            return _dataset_dict(splits, SPAM_FEATURES)
-        examples = _in_memory([e for split in splits.values() for e in split], SPAM_FEATURES)
+            return datasets.DatasetDict({split: splits[split] for split in SPLITS})
+        examples = datasets.concatenate_datasets(list(splits.values()))
     else:
         raise ValueError("no spam data source: give path=<file or folder>, builtin=True or hub")
     labels, texts = examples["label"][:], examples["text"][:]
@@ -284,7 +291,7 @@ def load_spam(
     return _select(examples, indices)
 
 
-def _spam_hub(hub: str) -> dict[str, list[dict]]:
+def _spam_hub(hub: str) -> dict[str, datasets.Dataset]:
     ds = load_hub_dataset(
         hub,
         None,
@@ -300,11 +307,16 @@ def _spam_hub(hub: str) -> dict[str, list[dict]]:
                 f"Hub dataset {hub} needs columns 'sms' and 'label'; it has {part.column_names}"
             )
         names = _label_names(part.features["label"]) or list(SPAM_HUB_LABELS)
-        splits[split] = [
-            {"text": text.strip(), "label": names[label] if isinstance(label, int) else label}
-            for text, label in zip(part["sms"][:], part["label"][:], strict=True)
-        ]
+        splits[split] = _hub_map(part, _spam_rows, SPAM_FEATURES, names=names)
     return splits
+
+
+def _spam_rows(batch: dict, names: list[str]) -> dict:
+    """Hub messages -> ``text`` (stripped) and ``label`` (a name, not an id)."""
+    return {
+        "text": [text.strip() for text in batch["sms"]],
+        "label": [names[label] if isinstance(label, int) else label for label in batch["label"]],
+    }
 
 
 # --- Language modelling --------------------------------------------------------------------
@@ -333,13 +345,11 @@ def load_lm_corpus(
     if hub is not None or name in LM_HUB:
         if hub is None:
             hub, hub_config = LM_HUB[name]
-        splits = _lm_hub(hub, hub_config, name)
-    else:
-        splits = _lm_treebank()
-    return _dataset_dict(
-        {split: [{"text": line} for line in lines] for split, lines in splits.items()},
-        LM_FEATURES,
-    )
+        return _lm_hub(hub, hub_config, name)
+    return datasets.DatasetDict(
+        {split: datasets.Dataset.from_dict({"text": lines}, features=LM_FEATURES)
+         for split, lines in _lm_treebank().items()}
+    )  # fmt: skip
 
 
 def lm_files(folder: Path, name: str) -> dict[str, Path]:
@@ -367,7 +377,7 @@ def _lm_treebank() -> dict[str, list[str]]:
     }
 
 
-def _lm_hub(hub: str, config: str | None, name: str) -> dict[str, list[str]]:
+def _lm_hub(hub: str, config: str | None, name: str) -> datasets.DatasetDict:
     ds = load_hub_dataset(
         hub,
         config,
@@ -385,5 +395,10 @@ def _lm_hub(hub: str, config: str | None, name: str) -> dict[str, list[str]]:
         column = next((c for c in ("text", "sentence") if c in part.column_names), None)
         if column is None:
             raise ValueError(f"Hub dataset {hub} has no 'text' column; it has {part.column_names}")
-        splits[split] = [s for s in (line.strip() for line in part[column][:]) if s]
-    return splits
+        splits[split] = _hub_map(part, _lm_rows, LM_FEATURES, column=column)
+    return datasets.DatasetDict(splits)
+
+
+def _lm_rows(batch: dict, column: str) -> dict:
+    """Hub lines -> the non-empty ones, stripped (as `readers.iter_lines` reads a file)."""
+    return {"text": [line for line in (raw.strip() for raw in batch[column]) if line]}
