@@ -13,7 +13,7 @@ a fresh process, and measures:
   model (2x350 LSTM, tied, B 20, T 35) on the same thread count: the loader's share of
   an epoch is loader time / (loader time + step time).
 
-    python benchmarks/data_scale.py                        # Arrow (cold, cached), streaming
+    python benchmarks/data_scale.py                        # Arrow and streaming, cold and cached
     python benchmarks/data_scale.py --code /tmp/old --label before --modes cold cached
 
 `--code` runs the starts against another checkout (an older `rnn_tasks`, the "before"
@@ -128,13 +128,15 @@ MODES = {  # label -> (data module settings, whether the cache is kept from the 
     "cold": ({}, False),
     "cached": ({}, True),
     "streaming": ({"streaming": True}, False),
+    "streaming-cached": ({"streaming": True}, True),  # the plan kept from the start before
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, default=100_000_000)
-    parser.add_argument("--modes", nargs="+", default=["cold", "cached", "streaming"],
+    parser.add_argument("--modes", nargs="+",
+                        default=["cold", "cached", "streaming", "streaming-cached"],
                         choices=list(MODES))  # fmt: skip
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose rnn_tasks runs")
     parser.add_argument("--label", default="after")
@@ -155,13 +157,13 @@ def main() -> None:
                 subprocess.run(["rm", "-rf", str(cache)], check=True)
             r = start(args.code, corpus, cache, settings, args.threads, args.windows)
             rows.append({"mode": mode, **r})
-            print(f"{mode:>9}: first batch {r['first_batch_s']:7.1f} s (setup "
+            print(f"{mode:>16}: first batch {r['first_batch_s']:7.1f} s (setup "
                   f"{r['setup_s']:.1f} s), peak {r['peak_gib']:.2f} GiB, "
                   f"{1 / r['window_s']:,.0f} windows/s")  # fmt: skip
     step = step_seconds(rows[0]["vocab"], args.threads)
     for row in rows:
         row["loader_share"] = row["window_s"] / (row["window_s"] + step)
-        print(f"{row['mode']:>9}: loader {row['window_s'] * 1e3:.2f} ms a window against a "
+        print(f"{row['mode']:>16}: loader {row['window_s'] * 1e3:.2f} ms a window against a "
               f"{step * 1e3:.0f} ms step: {row['loader_share']:.2%} of an epoch")  # fmt: skip
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.is_file() else {}

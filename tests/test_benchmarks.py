@@ -198,7 +198,7 @@ def test_data_scale_starts_every_mode_on_the_same_vocabulary(tmp_path):
     lines = (tmp_path / "corpus" / "ptb.train.txt").read_text().splitlines()
     assert report["tokens"] == len(words) + len(lines) >= 30000  # <eos> ends every line
     starts = {s["mode"]: s for s in report["starts"]}
-    assert list(starts) == ["cold", "cached", "streaming"]
+    assert list(starts) == ["cold", "cached", "streaming", "streaming-cached"]
     vocab = {"<unk>", "<eos>", *words}
     assert {s["vocab"] for s in starts.values()} == {len(vocab)}
     assert all(0 < s["loader_share"] < 1 and s["first_batch_s"] > 0 for s in starts.values())

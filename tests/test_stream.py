@@ -10,8 +10,9 @@ import torch
 from torch.testing import assert_close
 from torch.utils.data import DataLoader
 
+from rnn_tasks.data import stream
 from rnn_tasks.data.errors import DataFormatError
-from rnn_tasks.data.stream import StreamedWindows, plan_stream
+from rnn_tasks.data.stream import StreamedWindows, cached_plan, plan_stream
 from rnn_tasks.data.windows import BPTTWindows
 
 # Module-level rather than lambdas: StreamedWindows pickles them into DataLoader workers.
@@ -202,3 +203,33 @@ def test_pickles_and_runs_in_a_worker(text_file):
     assert_same_windows(DataLoader(windows, batch_size=None, num_workers=1), full)
     with pytest.raises(ValueError, match="num_workers <= 1"):
         list(DataLoader(windows, batch_size=None, num_workers=2))
+
+
+def test_a_cached_plan_is_the_plan_and_a_later_run_does_not_count_again(
+    text_file, tmp_path, monkeypatch
+):
+    path, vocab = text_file
+    monkeypatch.setenv("RNN_TASKS_CACHE", str(tmp_path / "cache"))
+    planned = plan_stream(path, 3, words)
+    assert cached_plan(path, 3, words, "split") == planned
+    expected = list(StreamedWindows(path, planned, words, Encode(vocab), 5))
+
+    def no_pass(*args):
+        raise AssertionError("counted again")
+
+    monkeypatch.setattr(stream, "plan_stream", no_pass)
+    copy = tmp_path / "copy.txt"  # the same bytes elsewhere, written later
+    copy.write_bytes(path.read_bytes())
+    plan = cached_plan(copy, 3, words, "split")
+    assert (plan.size, plan.modified_ns) == (copy.stat().st_size, copy.stat().st_mtime_ns)
+    got = list(StreamedWindows(copy, plan, words, Encode(vocab), 5))
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a["input"], b["input"]) and torch.equal(a["target"], b["target"])
+    # Another batch size, another way of reading the words, other bytes: counted anew.
+    for args in ((copy, 2, words, "split"), (copy, 3, words, "lowercase")):
+        with pytest.raises(AssertionError, match="counted again"):
+            cached_plan(*args)
+    copy.write_bytes(path.read_bytes() + b"one more line\n")
+    with pytest.raises(AssertionError, match="counted again"):
+        cached_plan(copy, 3, words, "split")

@@ -29,7 +29,7 @@ from ..text.pipeline import TextPipeline
 from .arrow import quiet_datasets
 from .base import TextDataModule
 from .sources import LMName, check_choice, lm_files, load_lm_corpus, read_text_file
-from .stream import StreamedWindows, StreamPlan, plan_stream
+from .stream import StreamedWindows, StreamPlan, cached_plan
 from .windows import BPTTWindows
 
 EOS = "<eos>"
@@ -161,7 +161,8 @@ class LMDataModule(TextDataModule):
         """One pass over the training file: its rows and its word counts (streaming)."""
         if self._plan is None:
             words = partial(line_words, lowercase=self.lowercase)
-            self._plan = plan_stream(self._train_file(), self.batch_size, words)
+            how = ("line_words", EOS, self.lowercase)
+            self._plan = cached_plan(self._train_file(), self.batch_size, words, how)
         return self._plan
 
     def _load_records(self) -> dict[str, datasets.Dataset]:

@@ -21,6 +21,9 @@ Shapes: B batch rows (B/W of them in one of W processes), N steps per row, T win
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -34,10 +37,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .arrow import cache_dir, file_fingerprint
 from .readers import _check_file, not_utf8
 
 Words = Callable[[str], list[str]]  # a stripped line -> its words, end-of-line token included
 Encode = Callable[[list[str]], list[int]]  # words -> one id per word
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,42 @@ def plan_stream(path: str | PathLike, batch_size: int, words: Words) -> StreamPl
             f"{plan.row_length} tokens, and each row needs at least 2 (an input and its "
             f"target): lower the batch size"
         )
+    return plan
+
+
+def cached_plan(path: str | PathLike, batch_size: int, words: Words, how: object) -> StreamPlan:
+    """`plan_stream`, kept in the cache under a hash of the file's bytes, the batch size and
+    `how` the words are read (e.g. ``("line_words", lowercase)``: `words` itself cannot be
+    hashed), so a later run over the same text hashes the file instead of counting it.
+
+    Raises what `plan_stream` raises; a cache that cannot be written only costs the pass.
+    """
+    path = _check_file(path, "text corpus file")
+    fingerprint = file_fingerprint(path, "plan_stream", batch_size, how)
+    cache = cache_dir() / "streams" / f"{fingerprint}.json"
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None:
+        stat = path.stat()  # the same bytes, maybe another copy: this file's size and time
+        return StreamPlan(
+            stat.st_size,
+            stat.st_mtime_ns,
+            saved["batch_size"],
+            saved["row_tokens"],
+            Counter(saved["counts"]),
+            saved["row_offsets"],
+        )
+    plan = plan_stream(path, batch_size, words)
+    saved = {key: getattr(plan, key) for key in ("batch_size", "row_tokens", "row_offsets")}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({**saved, "counts": plan.counts}), encoding="utf-8")
+        partial.replace(cache)  # whole or not at all, whichever process writes last
+    except OSError as err:
+        log.warning("could not keep the stream's plan in %s: %s", cache.parent, err)
     return plan
 
 
