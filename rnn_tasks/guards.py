@@ -325,20 +325,26 @@ class SignalStop(L.Callback):
         self.install()  # again: Lightning put its own SIGTERM handler in front of ours
         self.training = True
 
+    def _stopping(self, trainer) -> bool:
+        """Whether to stop here; on several processes, whether any of them was signalled,
+        decided by all of them together: a signal that lands while this process waits in
+        that collective counts at the next decision, since stopping on it alone would leave
+        the others waiting in another collective (a hang)."""
+        if trainer.world_size == 1:
+            return self.received is not None
+        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if stop and self.received is None:
+            self.received = signal.SIGTERM  # another process's signal
+        return stop
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.world_size > 1:  # a signal to any process stops them all, together
-            signalled = trainer.strategy.reduce_boolean_decision(
-                self.received is not None, all=False
-            )
-            if signalled and self.received is None:
-                self.received = signal.SIGTERM
-        if self.received is not None:
+        if self._stopping(trainer):
             saved = self.save_last(trainer, batch_idx)
             if saved is not None:
                 raise RunInterrupted(self.received, saved)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self.received is not None:  # the last epoch's checkpoint is written
+        if self._stopping(trainer):  # the last epoch's checkpoint is written
             raise RunInterrupted(self.received, self.last)
 
     def on_train_end(self, trainer, pl_module) -> None:

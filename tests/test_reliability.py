@@ -474,6 +474,32 @@ def test_a_second_signal_stops_at_once():
     assert err.value.exit_code == 130
 
 
+def test_a_signal_during_the_processes_decision_waits_for_the_next_one(tmp_path):
+    """Under DDP a process saves and stops only on what all of them decided: a signal that
+    lands while the first process waits in that collective (its handler runs after it)
+    must not make it save alone, which left the other waiting in the next batch (a hang)."""
+    from types import SimpleNamespace
+
+    saved = []
+    stop = guards.SignalStop(lambda trainer, batch_idx: saved.append(batch_idx) or tmp_path,
+                             tmp_path / "last.ckpt")  # fmt: skip
+    stop.training = True
+    others = iter([False, True])  # the decision of this batch, then of the next
+
+    def reduce_boolean_decision(mine, all):
+        if stop.received is None:
+            stop._handle(signal.SIGTERM, None)  # lands during the first collective
+        return mine or next(others)
+
+    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(
+        reduce_boolean_decision=reduce_boolean_decision))  # fmt: skip
+    stop.on_train_batch_end(trainer, None, None, None, 5)
+    assert saved == []  # the others did not know: no process saves yet
+    with pytest.raises(RunInterrupted):
+        stop.on_train_batch_end(trainer, None, None, None, 6)
+    assert saved == [6]
+
+
 def test_a_non_finite_validation_loss_stops_the_run():
     from types import SimpleNamespace
 
