@@ -29,7 +29,7 @@ from ..text.pipeline import TextPipeline
 from .arrow import quiet_datasets
 from .base import TextDataModule
 from .sources import LMName, check_choice, lm_files, load_lm_corpus, read_text_file
-from .stream import StreamedWindows, StreamPlan, cached_plan
+from .stream import StreamedWindows, StreamPlan, Words, cached_plan
 from .windows import BPTTWindows
 
 EOS = "<eos>"
@@ -58,7 +58,7 @@ def word_counts(lines: datasets.Dataset, lowercase: bool) -> Counter:
     """How often each word (and ``<eos>``) occurs in `lines`, counted in large batches
     whose partial counts are cached and summed by Arrow."""
     with quiet_datasets():
-        partial = lines.map(
+        counted = lines.map(
             count_batch,
             batched=True,
             batch_size=100_000,  # fewer, larger partial counts to sum
@@ -66,7 +66,7 @@ def word_counts(lines: datasets.Dataset, lowercase: bool) -> Counter:
             fn_kwargs={"lowercase": lowercase},
             features=COUNTS,
         )
-    totals = partial.data.table.group_by("word").aggregate([("count", "sum")])
+    totals = counted.data.table.group_by("word").aggregate([("count", "sum")])
     words, counts = totals["word"].to_pylist(), totals["count_sum"].to_pylist()
     return Counter(dict(zip(words, counts, strict=True)))
 
@@ -157,11 +157,16 @@ class LMDataModule(TextDataModule):
     def _train_file(self) -> Path:
         return lm_files(Path(self.path), self.name)["train"]
 
+    def _line_words(self) -> Words:
+        """`line_words` with this data's casing, as the streamed reader calls it."""
+        return partial(line_words, lowercase=self.lowercase)
+
     def _train_plan(self) -> StreamPlan:
-        """One pass over the training file: its rows and its word counts (streaming)."""
+        """The training file's rows and word counts (streaming): one pass over it, or the
+        plan an earlier run made of the same bytes."""
         if self._plan is None:
-            words = partial(line_words, lowercase=self.lowercase)
             how = ("line_words", EOS, self.lowercase)
+            words = self._line_words()
             self._plan = cached_plan(self._train_file(), self.batch_size, words, how)
         return self._plan
 
@@ -257,11 +262,15 @@ class LMDataModule(TextDataModule):
         )
 
     def _streamed_loader(self, whole: bool) -> DataLoader:
-        words = partial(line_words, lowercase=self.lowercase)
         part = (0, 1) if whole else self.process_part()
         try:
             windows = StreamedWindows(
-                self._train_file(), self._train_plan(), words, self.pipeline.ids, self.bptt, part
+                self._train_file(),
+                self._train_plan(),
+                self._line_words(),
+                self.pipeline.ids,
+                self.bptt,
+                part,
             )
         except ValueError as err:
             raise ValueError(f"data.batch_size={self.batch_size}: {err}") from None
