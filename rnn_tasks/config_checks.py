@@ -124,6 +124,7 @@ TRAIN_RULES: dict[str, Allowed] = {
     "seed": whole(0, MAX_SEED),
     "threads": NULL | whole(1),
     "matmul": one_of(*MATMUL_CHOICES),
+    "cuda_graphs": NULL | FLAG,
     "debug": FLAG,
     "ensemble_size": whole(1),
     "early_stopping_patience": whole(0, note=" (0: off)"),

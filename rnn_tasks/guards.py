@@ -89,11 +89,12 @@ def resume_command(command: str, ckpt: Path, run_dir: Path) -> str:
 
 def non_finite(tensors) -> list[str]:
     """The names of the floating tensors in `tensors` (name -> tensor) with a NaN or inf."""
-    return [
-        name
-        for name, t in tensors.items()
-        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all())
-    ]
+    named = [(n, t) for n, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()]
+    if not named:
+        return []
+    # One read of the device for all of them (on a GPU each read waits for its work).
+    finite = torch.stack([torch.isfinite(t).all().to(named[0][1].device) for _, t in named])
+    return [n for (n, _), ok in zip(named, finite.tolist(), strict=True) if not ok]
 
 
 class FiniteGuard(L.Callback):

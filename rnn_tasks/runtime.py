@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
+from .nn.graphs import set_cuda_graphs
 from .nn.matmul import set_matmul_backend
 
 # Library warnings that do not hold here, or that a user can do nothing about: metrics.csv
@@ -33,13 +34,18 @@ QUIET = (
 
 
 def set_up_process(
-    threads: int | None = None, flush_denormal: bool | None = None, matmul: str | None = None
+    threads: int | None = None,
+    flush_denormal: bool | None = None,
+    matmul: str | None = None,
+    cuda_graphs: bool | None = None,
 ) -> None:
     """`threads`: torch's CPU threads (None keeps torch's default, every core).
     `flush_denormal`: treat denormal floats as zero on CPU (None leaves it as it is).
     `matmul`: the recurrent kernels' matrix products (`rnn_tasks.nn.matmul`; None: chosen at
     their first use, from $RNN_TASKS_MATMUL or by measuring), after `threads`, which the
-    measurement depends on."""
+    measurement depends on.
+    `cuda_graphs`: replay the recurrent loops on GPUs from CUDA graphs (`rnn_tasks.nn.graphs`;
+    None: $RNN_TASKS_CUDA_GRAPHS, else on)."""
     one_console_handler()
     for message in QUIET:
         warnings.filterwarnings("ignore", message=message)
@@ -52,6 +58,8 @@ def set_up_process(
         torch.set_flush_denormal(flush_denormal)
     if matmul is not None:
         set_matmul_backend(matmul)
+    if cuda_graphs is not None:
+        set_cuda_graphs(cuda_graphs)
 
 
 def cpu_model() -> str:

@@ -36,6 +36,7 @@ from .guards import (
     check_writable,
 )
 from .loggers import check_logger_available
+from .nn.graphs import cuda_graphs
 from .nn.matmul import matmul_backend
 from .resume import (
     ExactResume,
@@ -235,7 +236,8 @@ def train(cfg: DictConfig, command: str | None = None) -> dict[str, float]:
     revision = git_revision()  # the code this run started from, not HEAD when it ends
     # A resumed run takes its checkpoint's library (keep_matmul_backend): no measuring first.
     resuming_auto = cfg.ckpt_path and cfg.matmul == "auto"
-    set_up_process(cfg.threads, cfg.flush_denormal, None if resuming_auto else cfg.matmul)
+    matmul = None if resuming_auto else cfg.matmul
+    set_up_process(cfg.threads, cfg.flush_denormal, matmul, cfg.get("cuda_graphs"))
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)
     with RunLock(output_dir, command) if first_process() else contextlib.nullcontext():
@@ -344,9 +346,7 @@ def run_summary(cfg, command, trainer, task, revision, fit_seconds, start) -> di
         "command": command,
         "task": task.task_name,
         "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
-        "perf": {k: sum(p[k] for p in profile) / len(profile) for k in profile[0]}
-        if profile
-        else {},
+        "perf": _mean_by_key(profile),
         "parameters": task.num_parameters,
         "train_seconds": round(fit_seconds, 1),
         "total_seconds": round(clock_total(trainer, start), 1),
@@ -356,8 +356,15 @@ def run_summary(cfg, command, trainer, task, revision, fit_seconds, start) -> di
         "device": describe_device(trainer),
         "processes": trainer.world_size,
         "matmul": matmul_backend(),
+        "cuda_graphs": cuda_graphs() if trainer.strategy.root_device.type == "cuda" else None,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+
+
+def _mean_by_key(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each key's mean over the rows that have it (an epoch's profile may lack its shares)."""
+    keys = dict.fromkeys(k for row in rows for k in row)
+    return {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
 
 
 def clock_total(trainer: L.Trainer, start: float) -> float:

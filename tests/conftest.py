@@ -10,6 +10,10 @@ ROOT = Path(__file__).parents[1]
 # `matmul=auto` keeps its measured choice here rather than in the user's ~/.cache: one
 # choice for the whole session, its subprocesses included (rnn_tasks/nn/matmul.py).
 os.environ.setdefault("RNN_TASKS_CACHE", tempfile.mkdtemp(prefix="rnn_tasks_cache_"))
+# Without a GPU, Triton kernels (rnn_tasks/nn/fused.py) run in Triton's interpreter, on the
+# CPU; it is chosen when a kernel is defined, so before rnn_tasks is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 # The benchmark data beside the checkout, as configs/train.yaml's `data_root` finds it.
 DATA = Path(os.environ.get("RNN_TASKS_DATA") or ROOT.parent / "shared" / "data").resolve()
 

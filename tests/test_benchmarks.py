@@ -202,3 +202,14 @@ def test_data_scale_starts_every_mode_on_the_same_vocabulary(tmp_path):
     vocab = {"<unk>", "<eos>", *words}
     assert {s["vocab"] for s in starts.values()} == {len(vocab)}
     assert all(0 < s["loader_share"] < 1 and s["first_batch_s"] > 0 for s in starts.values())
+
+
+def test_gpu_speed_says_it_needs_cuda_where_there_is_none(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark would run")
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_speed.py"
+    argv = [sys.executable, str(script), "--quick", "--out", str(tmp_path / "g.json")]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "no CUDA device here" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "g.json").exists()

@@ -268,3 +268,31 @@ def test_the_epoch_profile_sums_the_tokens_of_every_process_on_their_device():
     profile.on_train_epoch_end(trainer, module)
     assert seen == [(torch.device("meta"), "sum")]
     assert logged["perf/tokens_per_s"] == pytest.approx(300 / 2.0)
+
+
+def test_on_a_gpu_the_epoch_profile_waits_for_the_device_only_on_sampled_steps(monkeypatch):
+    """Waiting for the GPU at every step would stall the queue: only every CUDA_SAMPLE-th
+    step is timed (never the first, which records graphs), and its shares are its own."""
+    waits = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: waits.append(len(waits)))
+    clock = iter(range(10_000))
+    monkeypatch.setattr("rnn_tasks.callbacks.time.perf_counter", lambda: float(next(clock)))
+    strategy = SimpleNamespace(root_device=torch.device("cuda"))
+    trainer = SimpleNamespace(world_size=1, strategy=strategy)
+    logged = {}
+    module = SimpleNamespace(device=torch.device("cpu"), log_dict=logged.update)
+    profile = EpochProfile()
+    profile.on_train_epoch_start(trainer, module)
+    batch = {"target": torch.zeros(2, 5)}
+    for i in range(45):
+        profile.on_train_batch_start(trainer, module, batch, i)
+        profile.on_before_backward(trainer, module, None)
+        profile.on_after_backward(trainer, module)
+        profile.on_train_batch_end(trainer, module, None, batch, i)
+    profile.on_train_epoch_end(trainer, module)
+    assert EpochProfile.CUDA_SAMPLE == 20 and profile.timed_steps == 2
+    assert len(waits) == 1 + 4 * 2  # the epoch's start, and 4 hooks of each timed step
+    # each hook reads the clock once: a step is 4 ticks, its forward, backward, optimizer 1 each
+    assert logged["perf/outside_share"] == pytest.approx(1 - 2 / 3)
+    assert logged["perf/optimizer_share"] == pytest.approx(1 / 3)
+    assert logged["perf/tokens_per_s"] == pytest.approx(45 * 10 / (45 * 4))

@@ -1,6 +1,7 @@
 """Hand-written recurrent cells and networks, pure torch (no lightning, hydra or datasets)."""
 
 from .cells import ElmanCell, GRUCell, LSTMCell
+from .graphs import cuda_graphs, set_cuda_graphs
 from .matmul import matmul_backend, set_matmul_backend
 from .precision import reduce_precision
 from .recurrence import forward_rnn, unroll
@@ -15,5 +16,7 @@ __all__ = [
     "unroll",
     "matmul_backend",
     "set_matmul_backend",
+    "cuda_graphs",
+    "set_cuda_graphs",
     "reduce_precision",
 ]

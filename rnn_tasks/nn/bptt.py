@@ -23,6 +23,10 @@ what its backward needs and walks back in time:
   stored gates) is computed for all steps at once before the loop, and the weight and
   input gradients are a few matmuls over the whole sequence after it.
 
+Each time loop is a function of its own (`_lstm_loop`, `_lstm_back_loop`, ...) called
+through `graphs.run`: on a GPU it is recorded as a CUDA graph and replayed (`graphs`), and
+there its gate arithmetic is one kernel per step (`fused`); elsewhere it runs as written.
+
 `mask` (T, B, 1), bool, marks real tokens; on a padded step the state is carried over
 unchanged, so a right-padded batch run in reverse starts each sequence at its own last
 token. Steps where every row is real skip the masking work; `mask=None` means all are.
@@ -40,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from . import fused, graphs
 from .matmul import Backend, backend_for, cached
 
 # -- layout and shared pieces ------------------------------------------------------------
@@ -66,10 +71,16 @@ def _rows(t: Tensor, batch_first: bool) -> Tensor:
     return (t.transpose(0, 1) if batch_first else t).reshape(-1, t.shape[-1])
 
 
-def _mask_rows(mask: Tensor | None, T: int) -> list[Tensor | None]:
-    """Each step's (B, 1) mask, or None where every row is real (no masking work)."""
+def _mask_rows(mask: Tensor | None, T: int, every_step: bool = False) -> list[Tensor | None]:
+    """Each step's (B, 1) mask, or None where every row is real (no masking work).
+
+    `every_step`: each step's mask even where it is all real (the same result), so that the
+    loop does not read the mask on the host: a CUDA graph's loop must not depend on values.
+    """
     if mask is None:
         return [None] * T
+    if every_step:
+        return list(mask.unbind(0))
     full = mask.reshape(T, -1).all(1).tolist()
     return [None if f else m for f, m in zip(full, mask.unbind(0), strict=True)]
 
@@ -93,19 +104,24 @@ def _weight(mm: Backend, M: Tensor, rows: int, keep_for_backward: bool):
     return mm.prepare(M, rows) if keep_for_backward else cached(mm, M, rows)
 
 
-def _error_rows(dS: Tensor, dh_n: Tensor, S: Tensor, h0: Tensor, reverse: bool):
-    """A private copy of the output error to accumulate into, as per-step rows.
+def _output_error(dS: Tensor, dh_n: Tensor, S: Tensor, h0: Tensor, reverse: bool):
+    """A private copy of the output error to accumulate into, and dL/dh0 (zeros so far).
 
-    Returns (D (T, B, H), dh0 (B, H), rows, nxt): `rows[t]` is step t's error, which
-    starts as dL/dS_t (plus dL/dh_n on the last step) and collects what flows back from
-    later steps; `nxt[t]` is the row of the step that ran before t (dh0 for the first).
+    D (T, B, H) starts as dL/dS_t (plus dL/dh_n on the last step) and collects, step by
+    step in the backward loop, what flows back from later steps (`_chain`).
     """
     D = torch.empty_like(S).copy_(dS)  # in S's memory order
     D[0 if reverse else -1].add_(dh_n)
     dh0 = torch.zeros_like(h0, memory_format=torch.contiguous_format)
+    return D, dh0
+
+
+def _chain(D: Tensor, dh0: Tensor, reverse: bool):
+    """(rows, nxt): `rows[t]` is step t's error in D, `nxt[t]` the row of the step that ran
+    before t (dh0 for the first), where the error at t flows back to."""
     rows = D.unbind(0)
     nxt = (*rows[1:], dh0) if reverse else (dh0, *rows[:-1])
-    return D, dh0, rows, nxt
+    return rows, nxt
 
 
 def _recurrent_grad(delta: Tensor, S: Tensor, h0: Tensor, reverse: bool) -> Tensor:
@@ -179,17 +195,24 @@ def elman_forward(
 
     S is computed in place over the projected input, in `out` when given.
     """
-    T = x.shape[0]
     mm = mm or backend_for(x)
     S = _project(x, W, b, mm, out)
-    act_ = torch.relu_ if relu else torch.tanh_
     P = _weight(mm, U, h0.shape[0], keep_for_backward)
-    rows, masks = S.unbind(0), _mask_rows(mask, T)
+    (h,) = graphs.run(
+        _elman_loop, (S, P, h0, mask), changed=(0,), reverse=reverse, relu=relu, mm=mm
+    )
+    return S, h
+
+
+def _elman_loop(S, P, h0, mask, *, graphed: bool, reverse: bool, relu: bool, mm: Backend):
+    """The recurrence over S, which holds `W x_t + b` and becomes the states, in place."""
+    act_ = torch.relu_ if relu else torch.tanh_
+    rows, masks = S.unbind(0), _mask_rows(mask, S.shape[0], graphed)
     h = h0
-    for t in _order(T, reverse):
+    for t in _order(S.shape[0], reverse):
         a = mm.addmm_(rows[t], h, P)
         h = act_(a) if masks[t] is None else torch.where(masks[t], act_(a), h, out=a)
-    return S, h
+    return (h,)
 
 
 class ElmanBPTT(Function):
@@ -206,26 +229,35 @@ class ElmanBPTT(Function):
     @staticmethod
     def backward(ctx, dS: Tensor, dh_n: Tensor):
         x, W, U, h0, S, mask = ctx.saved_tensors
-        T = S.shape[0]
         if ctx.relu:  # g'(pre) from g(pre)
             gprime = (S > 0).to(S.dtype)
         else:
             gprime = torch.addcmul(S.new_ones(()), S, S, value=-1)  # 1 - S^2 in one pass
+        keep = None
         if mask is not None:
             gprime.mul_(mask)
             keep = (~mask).to(S.dtype)  # padded steps pass the error straight through
-        masks = _mask_rows(mask, T)
-        delta, dh0, rows, nxt = _error_rows(dS, dh_n, S, h0, ctx.reverse)
-        g_rows, mm = gprime.unbind(0), ctx.mm
+        delta, dh0 = _output_error(dS, dh_n, S, h0, ctx.reverse)
+        mm = ctx.mm
         P = mm.prepare(U.t(), h0.shape[0])  # for delta U
-        for t in _order(T, not ctx.reverse):
-            dh = rows[t]
-            if masks[t] is not None:
-                nxt[t].addcmul_(dh, keep[t])
-            mm.addmm_(nxt[t], dh.mul_(g_rows[t]), P)  # dh becomes delta_t, the pre-activation error
+        inputs = (delta, dh0, gprime, keep, P, mask)
+        graphs.run(_elman_back_loop, inputs, changed=(0, 1), reverse=ctx.reverse, mm=mm)
         dx, dW, db = _input_grads(ctx.needs_input_grad, delta, x, W, mm)
         dU = _recurrent_grad(delta, S, h0, ctx.reverse) if ctx.needs_input_grad[3] else None
         return dx, dW, db, dU, dh0, None, None, None
+
+
+def _elman_back_loop(D, dh0, gprime, keep, P, mask, *, graphed, reverse, mm):
+    """Back through time: D's rows become the pre-activation errors delta_t, in place."""
+    T = D.shape[0]
+    rows, nxt = _chain(D, dh0, reverse)
+    g_rows, masks = gprime.unbind(0), _mask_rows(mask, T, graphed)
+    for t in _order(T, not reverse):
+        dh = rows[t]
+        if masks[t] is not None:
+            nxt[t].addcmul_(dh, keep[t])
+        mm.addmm_(nxt[t], dh.mul_(g_rows[t]), P)  # dh becomes delta_t, the pre-activation error
+    return ()
 
 
 # -- LSTM --------------------------------------------------------------------------------
@@ -249,25 +281,48 @@ def lstm_forward(
     With `keep_for_backward`, also the activated gates (T, B, 4H), all cell states C and
     their tanh (T, B, H) each.
     """
-    T, B, _ = x.shape
     H = h0.shape[-1]
     mm = mm or backend_for(x)
     gates = _project(x, W, b, mm)  # (T, B, 4H) pre-activations, activated in place
     P = _weight(mm, U, h0.shape[0], keep_for_backward)
     S = _new(x, H) if out is None else out
+    C, tanhC = (_new(x, H), _new(x, H)) if keep_for_backward else (None, None)
+    h, c = graphs.run(
+        _lstm_loop,
+        (gates, P, h0, c0, mask),
+        (S, C, tanhC),
+        changed=(0,) if keep_for_backward else (),
+        reverse=reverse,
+        mm=mm,
+    )
     if keep_for_backward:
-        C, tanhC = _new(x, H), _new(x, H)
+        return S, h, c, (gates, C, tanhC)
+    return S, h, c
+
+
+def _lstm_loop(gates, P, h0, c0, mask, S, C, tanhC, *, graphed, reverse, mm):
+    """The recurrence: gates (pre-activations) activated in place, states into S, and the
+    cell states and their tanh into C and tanhC when given (for backward)."""
+    T, B, H = S.shape
+    keep_for_backward = C is not None
+    if keep_for_backward:
         c_rows, tc_rows = C.unbind(0), tanhC.unbind(0)
     else:  # one running cell state and one scratch row, reused by every step
         c_run = c0.clone(memory_format=torch.contiguous_format)
-        tc_rows = [x.new_empty(B, H)] * T
+        tc_rows = [gates.new_empty(B, H)] * T
     # Per-step views made once, in C++, instead of slicing in the loop.
     a_rows, if_rows = gates.unbind(0), gates[..., : 2 * H].unbind(0)
     i_rows, f_rows, g_rows, o_rows = (v.unbind(0) for v in gates.split(H, dim=-1))
-    s_rows, masks = S.unbind(0), _mask_rows(mask, T)
-    h, c = h0, c0
+    s_rows, masks = S.unbind(0), _mask_rows(mask, T, graphed)
+    fuse = fused.usable(gates, h0, c0, S, C)
+    h, c = h0, (c0 if keep_for_backward else c_run)
     for t in _order(T, reverse):
         mm.addmm_(a_rows[t], h, P)
+        if fuse:  # the same arithmetic in one kernel
+            c_new = c_rows[t] if keep_for_backward else c_run
+            fused.lstm_step(a_rows[t], c, h, masks[t], c_new, tc_rows[t], s_rows[t])
+            h, c = s_rows[t], c_new
+            continue
         torch.sigmoid_(if_rows[t])  # i and f side by side: one call
         torch.tanh_(g_rows[t])
         torch.sigmoid_(o_rows[t])
@@ -284,9 +339,7 @@ def lstm_forward(
         if m is not None:
             h_new = torch.where(m, h_new, h, out=h_new)
         h, c = h_new, c_new
-    if keep_for_backward:
-        return S, h, c, (gates, C, tanhC)
-    return S, h, c
+    return h, c
 
 
 class LSTMBPTT(Function):
@@ -319,35 +372,49 @@ class LSTMBPTT(Function):
         torch.sub(i, torch.mul(g, g, out=Pg).mul_(i), out=Pg)
         torch.addcmul(o, o, o, value=-1, out=Po).mul_(tanhC)
         A = torch.addcmul(o, o, tanhC.square(), value=-1)  # dc_t += dh_t * o (1 - tanh^2 c)
-        F = f
+        F, keep = f, None
         if mask is not None:
             P.mul_(mask)
             A.mul_(mask)
             F = torch.where(mask, f, 1.0)  # the cell state passes padded steps unchanged
             keep = (~mask).to(S.dtype)
-        masks = _mask_rows(mask, T)
-        D, dh0, rows, nxt = _error_rows(dS, dh_n, S, h0, ctx.reverse)
-        # P[t] is read once, at step t, so the errors (delta) overwrite it in place.
-        p_rows, po_rows = P.unbind(0), Po.unbind(0)
-        p3_rows = P[..., : 3 * H].view(T, B, 3, H).unbind(0)
-        a_rows, f_rows = A.unbind(0), F.unbind(0)
+        D, dh0 = _output_error(dS, dh_n, S, h0, ctx.reverse)
         dc = torch.clone(dc_n, memory_format=torch.contiguous_format)  # running dL/dc_t
         mm = ctx.mm
         PU = mm.prepare(U.t(), B)  # for delta U
-        for t in _order(T, not ctx.reverse):
-            dh = rows[t]
-            dc.addcmul_(dh, a_rows[t])
-            p3_rows[t].mul_(dc.unsqueeze(1))
-            po_rows[t].mul_(dh)
-            if masks[t] is not None:
-                nxt[t].addcmul_(dh, keep[t])
-            mm.addmm_(nxt[t], p_rows[t], PU)
-            dc.mul_(f_rows[t])
+        inputs = (D, dh0, dc, P, A, F, keep, PU, mask)
+        graphs.run(_lstm_back_loop, inputs, changed=(1, 2, 3), reverse=ctx.reverse, mm=mm)
         delta = P
         needs = ctx.needs_input_grad
         dx, dW, db = _input_grads(needs, delta, x, W, mm)
         dU = _recurrent_grad(delta, S, h0, ctx.reverse) if needs[3] else None
         return dx, dW, db, dU, dh0, dc, None, None
+
+
+def _lstm_back_loop(D, dh0, dc, P, A, F, keep, PU, mask, *, graphed, reverse, mm):
+    """Back through time. P[t] is read once, at step t, so the errors at the
+    pre-activations (delta) overwrite it in place; dc is the running dL/dc_t."""
+    T, B, H = D.shape
+    rows, nxt = _chain(D, dh0, reverse)
+    p_rows, po_rows = P.unbind(0), P[..., 3 * H :].unbind(0)
+    p3_rows = P[..., : 3 * H].view(T, B, 3, H).unbind(0)
+    a_rows, f_rows, masks = A.unbind(0), F.unbind(0), _mask_rows(mask, T, graphed)
+    fuse = fused.usable(D, dh0, dc, P, A, F)
+    for t in _order(T, not reverse):
+        dh = rows[t]
+        if fuse:  # the arithmetic around the product in one kernel
+            k = None if masks[t] is None else keep[t]
+            fused.lstm_step_back(dh, a_rows[t], f_rows[t], dc, p_rows[t], k, nxt[t])
+            mm.addmm_(nxt[t], p_rows[t], PU)
+            continue
+        dc.addcmul_(dh, a_rows[t])
+        p3_rows[t].mul_(dc.unsqueeze(1))
+        po_rows[t].mul_(dh)
+        if masks[t] is not None:
+            nxt[t].addcmul_(dh, keep[t])
+        mm.addmm_(nxt[t], p_rows[t], PU)
+        dc.mul_(f_rows[t])
+    return ()
 
 
 # -- GRU ---------------------------------------------------------------------------------
@@ -371,20 +438,45 @@ def gru_forward(
     With `keep_for_backward`, also the activated gates r, z, n (T, B, 3H) and
     `U_n h + b_hn` of every step (T, B, H).
     """
-    T, B, _ = x.shape
-    H = h0.shape[-1]
+    B, H = h0.shape
     mm = mm or backend_for(x)
     gates = _project(x, W, b, mm)  # (T, B, 3H) input side, overwritten in place with r, z, n
     P_rz, P_n = (_weight(mm, U_, B, keep_for_backward) for U_ in U.split(2 * H))
     S = _new(x, H) if out is None else out
     # U_n h + b_hn stays apart (r multiplies it): kept for backward, or one scratch row.
-    HN = _new(x, H) if keep_for_backward else x.new_empty(1, B, H).expand(T, -1, -1)
+    HN = _new(x, H) if keep_for_backward else None
+    (h,) = graphs.run(
+        _gru_loop,
+        (gates, P_rz, P_n, b_hn, h0, mask),
+        (S, HN),
+        changed=(0,) if keep_for_backward else (),
+        reverse=reverse,
+        mm=mm,
+    )
+    if keep_for_backward:
+        return S, h, (gates, HN)
+    return S, h
+
+
+def _gru_loop(gates, P_rz, P_n, b_hn, h0, mask, S, HN, *, graphed, reverse, mm):
+    """The recurrence: gates (input side) become r, z, n in place, states go into S, and
+    `U_n h + b_hn` of every step into HN when given (for backward)."""
+    T, B, H = S.shape
+    if HN is None:  # one scratch row for every step
+        HN = gates.new_empty(1, B, H).expand(T, -1, -1)
     # Per-step views made once, in C++, instead of slicing in the loop.
     rz_rows, n_rows = gates[..., : 2 * H].unbind(0), gates[..., 2 * H :].unbind(0)
     r_rows, z_rows = gates[..., :H].unbind(0), gates[..., H : 2 * H].unbind(0)
-    hn_rows, s_rows, masks = HN.unbind(0), S.unbind(0), _mask_rows(mask, T)
+    hn_rows, s_rows, masks = HN.unbind(0), S.unbind(0), _mask_rows(mask, T, graphed)
+    fuse = fused.usable(gates, h0, S, HN)
     h = h0
     for t in _order(T, reverse):
+        if fuse:  # the products, then the arithmetic in one kernel
+            mm.addmm_(rz_rows[t], h, P_rz)
+            hn = mm.addmm(hn_rows[t], b_hn, h, P_n)
+            fused.gru_step(rz_rows[t], n_rows[t], hn, h, masks[t], s_rows[t])
+            h = s_rows[t]
+            continue
         torch.sigmoid_(mm.addmm_(rz_rows[t], h, P_rz))
         hn = mm.addmm(hn_rows[t], b_hn, h, P_n)
         n = torch.tanh_(n_rows[t].addcmul_(r_rows[t], hn))
@@ -392,9 +484,7 @@ def gru_forward(
         if masks[t] is not None:
             h_new = torch.where(masks[t], h_new, h, out=h_new)
         h = h_new
-    if keep_for_backward:
-        return S, h, (gates, HN)
-    return S, h
+    return (h,)
 
 
 class GRUBPTT(Function):
@@ -433,16 +523,12 @@ class GRUBPTT(Function):
             Q.mul_(mask)
             Qn.mul_(mask)
             Z = torch.where(mask, z, 1.0)  # padded steps pass the error straight through
-        D, dh0, rows, nxt = _error_rows(dS, dh_n, S, h0, ctx.reverse)
-        # Q[t] is read once, at step t, so dL/d(U h + b_hn) overwrites it in place.
-        q_rows, q3_rows, z_rows = Q.unbind(0), Q.view(T, B, 3, H).unbind(0), Z.unbind(0)
+        D, dh0 = _output_error(dS, dh_n, S, h0, ctx.reverse)
         mm = ctx.mm
         PU = mm.prepare(U.t(), B)  # for delta U
-        for t in _order(T, not ctx.reverse):
-            dh = rows[t]
-            q3_rows[t].mul_(dh.unsqueeze(1))
-            nxt[t].addcmul_(dh, z_rows[t])
-            mm.addmm_(nxt[t], q_rows[t], PU)
+        graphs.run(
+            _gru_back_loop, (D, dh0, Q, Z, PU), changed=(0, 1, 2), reverse=ctx.reverse, mm=mm
+        )
         needs = ctx.needs_input_grad
         dU = _recurrent_grad(Q, S, h0, ctx.reverse) if needs[3] else None
         db_hn = Q[..., 2 * H :].sum((0, 1)) if needs[4] else None
@@ -451,3 +537,22 @@ class GRUBPTT(Function):
         torch.mul(D, Qn, out=Qnr)
         dx, dW, db = _input_grads(needs, Q, x, W, mm)
         return dx, dW, db, dU, db_hn, dh0, None, None
+
+
+def _gru_back_loop(D, dh0, Q, Z, PU, *, graphed, reverse, mm):
+    """Back through time. Q[t] is read once, at step t, so dL/d(U h + b_hn) overwrites it
+    in place; D's rows collect the error at each state."""
+    T, B, H = D.shape
+    rows, nxt = _chain(D, dh0, reverse)
+    q_rows, q3_rows, z_rows = Q.unbind(0), Q.view(T, B, 3, H).unbind(0), Z.unbind(0)
+    fuse = fused.usable(D, dh0, Q, Z)
+    for t in _order(T, not reverse):
+        dh = rows[t]
+        if fuse:
+            fused.gru_step_back(dh, q_rows[t], z_rows[t], nxt[t])
+            mm.addmm_(nxt[t], q_rows[t], PU)
+            continue
+        q3_rows[t].mul_(dh.unsqueeze(1))
+        nxt[t].addcmul_(dh, z_rows[t])
+        mm.addmm_(nxt[t], q_rows[t], PU)
+    return ()
