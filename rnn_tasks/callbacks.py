@@ -40,7 +40,8 @@ class EpochProfile(L.Callback):
     done at every step, that would keep the CPU from queueing the next step's work while
     the GPU runs this one. There, the parts are timed on every `CUDA_SAMPLE`-th step only
     (not the first ones, which compile kernels and record CUDA graphs), and the shares are
-    those of the timed steps' own time; an epoch of fewer steps reports tokens/s alone.
+    those of the timed steps' time, each from the end of the step before it; an epoch of
+    fewer steps reports tokens/s alone.
     """
 
     CUDA_SAMPLE = 20
@@ -70,12 +71,18 @@ class EpochProfile(L.Callback):
         self.pending_validation = 0.0
         self.epoch_start = self.last_end = self._now(trainer)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def _timed(self, trainer: L.Trainer, step: int) -> bool:
         on_gpu = trainer.strategy.root_device.type == "cuda"
-        self.timed = not on_gpu or self.steps % self.CUDA_SAMPLE == self.CUDA_SAMPLE - 1
+        return not on_gpu or step % self.CUDA_SAMPLE == self.CUDA_SAMPLE - 1
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.timed = self._timed(trainer, self.steps)
         self.steps += 1
         self.timed_steps += self.timed
         self.step_start = self._now(trainer, self.timed)
+        # a timed step's span starts where the step before it ended (the wait for the data
+        # included), validation in between taken off
+        self.span_start = self.last_end + self.pending_validation
         self.validation += self.pending_validation  # it ran between two training steps
         self.pending_validation = 0.0
         self.tokens += count_tokens(batch)
@@ -91,10 +98,11 @@ class EpochProfile(L.Callback):
             self.backward += self.backward_end - self.backward_start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.last_end = self._now(trainer, self.timed)
+        next_timed = self._timed(trainer, self.steps)  # its span starts here
+        self.last_end = self._now(trainer, self.timed or next_timed)
         if self.timed:
             self.optimizer += self.last_end - self.backward_end
-            self.timed_s += self.last_end - self.step_start
+            self.timed_s += self.last_end - self.span_start
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self.validation_start = self._now(trainer)

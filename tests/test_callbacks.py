@@ -291,8 +291,10 @@ def test_on_a_gpu_the_epoch_profile_waits_for_the_device_only_on_sampled_steps(m
         profile.on_train_batch_end(trainer, module, None, batch, i)
     profile.on_train_epoch_end(trainer, module)
     assert EpochProfile.CUDA_SAMPLE == 20 and profile.timed_steps == 2
-    assert len(waits) == 1 + 4 * 2  # the epoch's start, and 4 hooks of each timed step
-    # each hook reads the clock once: a step is 4 ticks, its forward, backward, optimizer 1 each
-    assert logged["perf/outside_share"] == pytest.approx(1 - 2 / 3)
-    assert logged["perf/optimizer_share"] == pytest.approx(1 / 3)
+    # the epoch's start, the 4 hooks of each timed step and the end of the step before it
+    assert len(waits) == 1 + 2 * (4 + 1)
+    # each hook reads the clock once: a timed step spans 4 ticks from the step before's end,
+    # one each for the wait for its batch, forward, backward and the optimizer
+    assert logged["perf/outside_share"] == pytest.approx(1 - 2 / 4)
+    assert logged["perf/optimizer_share"] == pytest.approx(1 / 4)
     assert logged["perf/tokens_per_s"] == pytest.approx(45 * 10 / (45 * 4))

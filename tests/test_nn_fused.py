@@ -1,7 +1,9 @@
 """The one-kernel steps of `rnn_tasks.nn.fused` compute what the torch-op loops compute.
 
 Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors (conftest.py
-sets TRITON_INTERPRET); `_device_ok` is widened to let them through. Every path is compared
+sets TRITON_INTERPRET); `_device_ok` is widened to let them through, and the loops run in
+the stand-in CUDA graph of tests/test_nn_graphs.py (the kernels serve graphed loops only:
+the first call of a shape runs the torch ops, the next ones the kernels). Every path is compared
 with the torch-op loop, in float32, forward and backward: LSTM and GRU, padded or not, both
 directions, time-major and batch-first memory, training and inference. On a machine with CUDA
 the compiled kernels are checked the same way, with the loops replayed from CUDA graphs.
@@ -13,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from rnn_tasks.nn import RNN, fused, graphs
+from rnn_tasks.nn import RNN, fused, graphs, matmul_backend, set_matmul_backend
+from tests.test_nn_graphs import StandIn
 
 pytest.importorskip("triton", reason="the fused steps are Triton kernels")
 
@@ -28,6 +31,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def on_cpu(monkeypatch):
     """The kernels take CPU tensors (interpreted) and count their calls."""
     monkeypatch.setattr(fused, "_device_ok", lambda t: True)
+    # as on a GPU, torch's own products (oneDNN's packed weights have no strides to copy)
+    before = matmul_backend()
+    set_matmul_backend("blas")
+    monkeypatch.setattr(graphs, "_record", StandIn())
+    monkeypatch.setattr(graphs, "_use_graph", lambda inputs: graphs.cuda_graphs())
+    graphs.set_cuda_graphs(True)
     calls = {"n": 0}
     for name in ("lstm_step", "lstm_step_back", "gru_step", "gru_step_back"):
         original = getattr(fused, name)
@@ -39,6 +48,8 @@ def on_cpu(monkeypatch):
         monkeypatch.setattr(fused, name, counted)
     yield calls
     fused.set_fused_steps(True)
+    graphs.clear()
+    set_matmul_backend(before)
 
 
 def run(model: RNN, x, lengths, state, train: bool):
@@ -71,7 +82,7 @@ def compare(kind, bidirectional, ragged, train, batch_first=True, device="cpu"):
     fused.set_fused_steps(False)
     expected = run(model, x, lengths, state, train)
     fused.set_fused_steps(True)
-    for _ in range(3):  # on a GPU: eager, recorded, replayed
+    for _ in range(3):  # eager, recorded, replayed
         got = run(model, x, lengths, state, train)
         for a, b in zip(got, expected, strict=True):
             scale = b.abs().max().item()

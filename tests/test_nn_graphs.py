@@ -155,7 +155,10 @@ def test_a_shape_is_recorded_on_its_second_call_and_kept_per_signature(stand_in,
     for steps in (3, 4, 5):
         model(x[:, :steps])
         model(x[:, :steps])
-    assert stand_in.recorded == 4 and len(graphs._graphs) == 2  # the oldest were dropped
+    assert stand_in.recorded == 2 and len(graphs._graphs) == 2  # full: T 4 and 5 run eagerly
+    replayed = stand_in.replayed
+    model(x[:, :3])
+    assert stand_in.replayed == replayed + 2  # the graphs kept still replay
 
 
 def test_graphs_can_be_turned_off_by_environment(monkeypatch):

@@ -25,7 +25,8 @@ what its backward needs and walks back in time:
 
 Each time loop is a function of its own (`_lstm_loop`, `_lstm_back_loop`, ...) called
 through `graphs.run`: on a GPU it is recorded as a CUDA graph and replayed (`graphs`), and
-there its gate arithmetic is one kernel per step (`fused`); elsewhere it runs as written.
+in the graph its gate arithmetic is one kernel per step (`fused`); elsewhere it runs as
+written.
 
 `mask` (T, B, 1), bool, marks real tokens; on a padded step the state is carried over
 unchanged, so a right-padded batch run in reverse starts each sequence at its own last
@@ -314,7 +315,7 @@ def _lstm_loop(gates, P, h0, c0, mask, S, C, tanhC, *, graphed, reverse, mm):
     a_rows, if_rows = gates.unbind(0), gates[..., : 2 * H].unbind(0)
     i_rows, f_rows, g_rows, o_rows = (v.unbind(0) for v in gates.split(H, dim=-1))
     s_rows, masks = S.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = fused.usable(gates, h0, c0, S, C)
+    fuse = graphed and fused.usable(gates, h0, c0, S, C)
     h, c = h0, (c0 if keep_for_backward else c_run)
     for t in _order(T, reverse):
         mm.addmm_(a_rows[t], h, P)
@@ -399,7 +400,7 @@ def _lstm_back_loop(D, dh0, dc, P, A, F, keep, PU, mask, *, graphed, reverse, mm
     p_rows, po_rows = P.unbind(0), P[..., 3 * H :].unbind(0)
     p3_rows = P[..., : 3 * H].view(T, B, 3, H).unbind(0)
     a_rows, f_rows, masks = A.unbind(0), F.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = fused.usable(D, dh0, dc, P, A, F)
+    fuse = graphed and fused.usable(D, dh0, dc, P, A, F)
     for t in _order(T, not reverse):
         dh = rows[t]
         if fuse:  # the arithmetic around the product in one kernel
@@ -468,7 +469,7 @@ def _gru_loop(gates, P_rz, P_n, b_hn, h0, mask, S, HN, *, graphed, reverse, mm):
     rz_rows, n_rows = gates[..., : 2 * H].unbind(0), gates[..., 2 * H :].unbind(0)
     r_rows, z_rows = gates[..., :H].unbind(0), gates[..., H : 2 * H].unbind(0)
     hn_rows, s_rows, masks = HN.unbind(0), S.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = fused.usable(gates, h0, S, HN)
+    fuse = graphed and fused.usable(gates, h0, S, HN)
     h = h0
     for t in _order(T, reverse):
         if fuse:  # the products, then the arithmetic in one kernel
@@ -545,7 +546,7 @@ def _gru_back_loop(D, dh0, Q, Z, PU, *, graphed, reverse, mm):
     T, B, H = D.shape
     rows, nxt = _chain(D, dh0, reverse)
     q_rows, q3_rows, z_rows = Q.unbind(0), Q.view(T, B, 3, H).unbind(0), Z.unbind(0)
-    fuse = fused.usable(D, dh0, Q, Z)
+    fuse = graphed and fused.usable(D, dh0, Q, Z)
     for t in _order(T, not reverse):
         dh = rows[t]
         if fuse:

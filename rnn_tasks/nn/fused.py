@@ -19,8 +19,10 @@ kernels do a step's arithmetic in one pass:
 with the names of the torch-op loops, which stay as they are: the reference these kernels are
 tested against (tests/test_nn_fused.py runs them through Triton's interpreter on the CPU)
 and the path taken wherever these cannot run. They serve float32 CUDA tensors when Triton
-is installed (it comes with torch's CUDA builds); `set_fused_steps(False)` or
-`RNN_TASKS_FUSED_STEPS=0` keeps the torch-op loops. The results differ from the torch ops'
+is installed (it comes with torch's CUDA builds), in loops replayed from CUDA graphs
+(`rnn_tasks.nn.graphs`): the configuration measured against cuDNN; a loop launched from
+Python keeps the torch ops. `set_fused_steps(False)` or `RNN_TASKS_FUSED_STEPS=0` keeps
+the torch-op loops everywhere. The results differ from the torch ops'
 by float32 rounding only (tanh is computed from exp here, within 3e-7 of torch's).
 """
 

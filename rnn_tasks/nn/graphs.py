@@ -20,10 +20,12 @@ then replayed: the GPU runs the recorded kernels back to back, without Python in
   `changed` are copied back out, and what `fn` returns is cloned, since the next replay
   overwrites the graph's buffers. The copies move a few MB, microseconds on a GPU.
 - A graph is kept per (loop, options, every tensor's shape, strides and dtype, device,
-  inference mode); at most `MAX_GRAPHS`, the least recently used dropped first. So a
-  shape that repeats (an LM's BPTT windows, a batch size) is recorded once; data whose
-  lengths vary from batch to batch should be padded to a few lengths (the mask makes
-  padding exact), or each new length costs one eager call and, if it comes back, a graph.
+  inference mode), at most `MAX_GRAPHS` of them: once they are recorded, a new shape runs
+  eagerly (dropping old graphs to record new ones could record the same shapes again and
+  again, each recording costing a few eager calls). A shape that repeats (an LM's BPTT
+  windows, a batch size) is recorded once; where lengths vary from batch to batch, the
+  lengths met first (the common ones, in a shuffled epoch) get the graphs; padding batches
+  to a few lengths (the mask makes padding exact) gives every batch one.
 
 Graphs are on by default on CUDA and never used elsewhere (CPUs have no launch overhead to
 save): `set_cuda_graphs(False)`, `RNN_TASKS_CUDA_GRAPHS=0` or `cuda_graphs=false` in a
@@ -35,17 +37,16 @@ tests/test_nn_torch_equivalence.py).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 ENV = "RNN_TASKS_CUDA_GRAPHS"
-MAX_GRAPHS = 64
+MAX_GRAPHS = 128
 
 _enabled: bool | None = None  # None: read ENV at first use
-_graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+_graphs: dict[tuple, _Graph] = {}
 _seen: dict[tuple, int] = {}  # calls of a shape not yet recorded
 
 
@@ -92,6 +93,8 @@ def run(
     key = _key(fn, inputs, outputs, options)
     graph = _graphs.get(key)
     if graph is None:
+        if len(_graphs) >= MAX_GRAPHS:  # full: new shapes run as they are
+            return fn(*inputs, *outputs, graphed=False, **options)
         if len(_seen) > 16 * MAX_GRAPHS:  # lengths that never repeat: forget them
             _seen.clear()
         _seen[key] = _seen.get(key, 0) + 1
@@ -99,9 +102,6 @@ def run(
             return fn(*inputs, *outputs, graphed=False, **options)
         del _seen[key]
         graph = _graphs[key] = _Graph(fn, inputs, outputs, options)
-        while len(_graphs) > MAX_GRAPHS:
-            _graphs.popitem(last=False)
-    _graphs.move_to_end(key)
     return graph(inputs, outputs, changed)
 
 
