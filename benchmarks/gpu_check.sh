@@ -31,7 +31,8 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider -k cuda \
 echo "rc=$?"; tail -n 25 "$OUT/tests.log"
 
 echo "== training step against cuDNN"
-timeout 170 python3 benchmarks/gpu_speed.py --out "$OUT/gpu_speed.json" 2>&1 | tee "$OUT/gpu_speed.log" | tail -n 40
+timeout 170 python3 benchmarks/gpu_speed.py --out "$OUT/gpu_speed.json" > "$OUT/gpu_speed.log" 2>&1
+echo "rc=$?"; tail -n 40 "$OUT/gpu_speed.log"
 
 echo "== experiment=ptb_lstm_medium (max_time $MAX_TIME)"
 RUN=/tmp/ptb_lstm_medium

@@ -40,8 +40,9 @@ class EpochProfile(L.Callback):
     done at every step, that would keep the CPU from queueing the next step's work while
     the GPU runs this one. There, the parts are timed on every `CUDA_SAMPLE`-th step only
     (not the first ones, which compile kernels and record CUDA graphs), and the shares are
-    those of the timed steps' time, each from the end of the step before it; an epoch of
-    fewer steps reports tokens/s alone.
+    those of the timed steps' time, each from the end of the step before it (a timed step
+    starts on an idle GPU, so its shares are those of a step whose CPU and GPU work do not
+    overlap); an epoch of fewer steps reports tokens/s alone.
     """
 
     CUDA_SAMPLE = 20

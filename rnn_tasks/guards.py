@@ -115,14 +115,14 @@ class FiniteGuard(L.Callback):
         )
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
-        finite = bool(torch.isfinite(loss))
-        what = f"the training loss is {float(loss.detach())}"
+        finite = bool(torch.isfinite(loss))  # the step's one read of the device
+        mine = finite
         if trainer.world_size > 1:  # one process's bad loss stops them all, together
-            everywhere = trainer.strategy.reduce_boolean_decision(finite, all=True)
-            if finite and not everywhere:
-                what = "another process's training loss is not finite"
-            finite = everywhere
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
+            what = f"the training loss is {float(loss.detach())}"
+            if mine:
+                what = "another process's training loss is not finite"
             self._stop(trainer, pl_module, what)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:

@@ -34,10 +34,11 @@ def on_cpu(monkeypatch):
     # as on a GPU, torch's own products (oneDNN's packed weights have no strides to copy)
     before = matmul_backend()
     set_matmul_backend("blas")
-    monkeypatch.setattr(graphs, "_record", StandIn())
+    stand_in = StandIn()
+    monkeypatch.setattr(graphs, "_record", stand_in)
     monkeypatch.setattr(graphs, "_use_graph", lambda inputs: graphs.cuda_graphs())
     graphs.set_cuda_graphs(True)
-    calls = {"n": 0}
+    calls = {"n": 0, "stand_in": stand_in}
     for name in ("lstm_step", "lstm_step_back", "gru_step", "gru_step_back"):
         original = getattr(fused, name)
 
@@ -69,13 +70,13 @@ def run(model: RNN, x, lengths, state, train: bool):
     ]
 
 
-def compare(kind, bidirectional, ragged, train, batch_first=True, device="cpu"):
+def compare(kind, bidirectional, ragged, train, batch_first=True, device="cpu", H=H, layers=2):
     torch.manual_seed(0)
-    theirs = KINDS[kind](D, H, 2, batch_first=batch_first, bidirectional=bidirectional)
+    theirs = KINDS[kind](D, H, layers, batch_first=batch_first, bidirectional=bidirectional)
     model = RNN.from_torch(theirs.to(device))
     shape = (B, T, D) if batch_first else (T, B, D)
     x = torch.randn(shape, device=device)
-    rows = 2 * (2 if bidirectional else 1)
+    rows = layers * (2 if bidirectional else 1)
     s = [torch.randn(rows, B, H, device=device) for _ in range(2)]
     state = tuple(s) if kind == "lstm" else s[0]
     lengths = LENGTHS if ragged else None
@@ -102,6 +103,33 @@ def test_fused_steps_match_the_torch_ops(on_cpu, kind, bidirectional, ragged, tr
 def test_fused_steps_match_in_time_major_memory(on_cpu, kind):
     compare(kind, bidirectional=True, ragged=True, train=True, batch_first=False)
     assert on_cpu["n"] > 0
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fused_steps_match_over_several_blocks_of_hidden_units(on_cpu, kind):
+    compare(kind, bidirectional=False, ragged=True, train=True, H=300, layers=1)  # 256 + 44
+    assert on_cpu["n"] > 0
+
+
+def test_a_graph_is_recorded_for_each_choice_of_fused_steps(on_cpu):
+    """Turning the kernels off must not replay a graph recorded with them."""
+    torch.manual_seed(0)
+    model = RNN.from_torch(nn.GRU(D, H, 1, batch_first=True))
+    x = torch.randn(B, T, D)
+    fused.set_fused_steps(False)
+    expected = run(model, x, None, None, train=False)  # the torch ops, no graph involved
+    fused.set_fused_steps(True)
+    for _ in range(3):  # eager, recorded with the kernels, replayed
+        run(model, x, None, None, train=False)
+    assert on_cpu["n"] > 0
+    recorded = on_cpu["stand_in"].recorded
+    fused.set_fused_steps(False)
+    for _ in range(3):
+        got = run(model, x, None, None, train=False)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)  # the torch ops, exactly
+    # a graph of its own: a real one replays the kernels it recorded, whatever the switch
+    assert on_cpu["stand_in"].recorded == recorded + 1
 
 
 def test_fused_steps_are_only_for_float32_rows_with_unit_stride(on_cpu):

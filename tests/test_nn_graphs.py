@@ -143,6 +143,22 @@ def test_replayed_loops_infer_as_the_eager_ones(stand_in, kind, ragged, no_grad)
     assert stand_in.replayed > 0
 
 
+def test_an_expanded_initial_state_is_copied_into_a_buffer_of_its_own(stand_in):
+    """A state broadcast over the batch (stride 0) is one memory location per column: the
+    graph's buffer for it must not copy those strides."""
+    model, _ = make_pair("lstm", bidirectional=False)
+    x, _, _ = inputs("lstm", False, False)
+    h0, c0 = (torch.randn(2, 1, H, dtype=torch.float64).expand(2, B, H) for _ in range(2))
+    graphs.set_cuda_graphs(False)
+    expected = train_step(model, x, None, (h0, c0))
+    graphs.set_cuda_graphs(True)
+    for _ in range(3):
+        got = train_step(model, x, None, (h0, c0))
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert stand_in.replayed > 0
+
+
 def test_a_shape_is_recorded_on_its_second_call_and_kept_per_signature(stand_in, monkeypatch):
     model, _ = make_pair("gru", bidirectional=False)
     model.requires_grad_(False)  # forward loops only: one graph per call signature

@@ -351,3 +351,19 @@ def test_a_cell_config_is_the_one_model_config_with_its_cell(tmp_path, cell):
     named = make_cfg(tmp_path, ["task=cls", f"model={cell}"]).model
     chosen = make_cfg(tmp_path, ["task=cls", "model=rnn", f"model.cell={cell}"]).model
     assert named == chosen and named.cell == cell
+
+
+@pytest.mark.parametrize(("task", "recorded"), [("lm", True), ("cls", False), ("pos", False)])
+def test_each_task_config_chooses_cuda_graphs_and_the_run_applies_it(tmp_path, task, recorded):
+    from rnn_tasks.nn import cuda_graphs, set_cuda_graphs
+
+    cfg = make_cfg(tmp_path, [f"task={task}", *(LM_TINY if task == "lm" else TINY)])
+    assert cfg.cuda_graphs is recorded  # BPTT windows repeat their shape; sentences do not
+    set_cuda_graphs(not recorded)
+    try:
+        with open_dict(cfg):
+            cfg.trainer.fast_dev_run = True
+        train(cfg)
+        assert cuda_graphs() is recorded
+    finally:
+        set_cuda_graphs(True)

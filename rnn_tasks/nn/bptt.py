@@ -295,13 +295,14 @@ def lstm_forward(
         changed=(0,) if keep_for_backward else (),
         reverse=reverse,
         mm=mm,
+        fuse=fused.fused_steps(),  # an option, so a graph is recorded per choice
     )
     if keep_for_backward:
         return S, h, c, (gates, C, tanhC)
     return S, h, c
 
 
-def _lstm_loop(gates, P, h0, c0, mask, S, C, tanhC, *, graphed, reverse, mm):
+def _lstm_loop(gates, P, h0, c0, mask, S, C, tanhC, *, graphed, reverse, mm, fuse):
     """The recurrence: gates (pre-activations) activated in place, states into S, and the
     cell states and their tanh into C and tanhC when given (for backward)."""
     T, B, H = S.shape
@@ -315,7 +316,7 @@ def _lstm_loop(gates, P, h0, c0, mask, S, C, tanhC, *, graphed, reverse, mm):
     a_rows, if_rows = gates.unbind(0), gates[..., : 2 * H].unbind(0)
     i_rows, f_rows, g_rows, o_rows = (v.unbind(0) for v in gates.split(H, dim=-1))
     s_rows, masks = S.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = graphed and fused.usable(gates, h0, c0, S, C)
+    fuse = fuse and graphed and fused.usable(gates, h0, c0, S, C)
     h, c = h0, (c0 if keep_for_backward else c_run)
     for t in _order(T, reverse):
         mm.addmm_(a_rows[t], h, P)
@@ -384,7 +385,14 @@ class LSTMBPTT(Function):
         mm = ctx.mm
         PU = mm.prepare(U.t(), B)  # for delta U
         inputs = (D, dh0, dc, P, A, F, keep, PU, mask)
-        graphs.run(_lstm_back_loop, inputs, changed=(1, 2, 3), reverse=ctx.reverse, mm=mm)
+        graphs.run(
+            _lstm_back_loop,
+            inputs,
+            changed=(1, 2, 3),
+            reverse=ctx.reverse,
+            mm=mm,
+            fuse=fused.fused_steps(),
+        )
         delta = P
         needs = ctx.needs_input_grad
         dx, dW, db = _input_grads(needs, delta, x, W, mm)
@@ -392,7 +400,7 @@ class LSTMBPTT(Function):
         return dx, dW, db, dU, dh0, dc, None, None
 
 
-def _lstm_back_loop(D, dh0, dc, P, A, F, keep, PU, mask, *, graphed, reverse, mm):
+def _lstm_back_loop(D, dh0, dc, P, A, F, keep, PU, mask, *, graphed, reverse, mm, fuse):
     """Back through time. P[t] is read once, at step t, so the errors at the
     pre-activations (delta) overwrite it in place; dc is the running dL/dc_t."""
     T, B, H = D.shape
@@ -400,7 +408,7 @@ def _lstm_back_loop(D, dh0, dc, P, A, F, keep, PU, mask, *, graphed, reverse, mm
     p_rows, po_rows = P.unbind(0), P[..., 3 * H :].unbind(0)
     p3_rows = P[..., : 3 * H].view(T, B, 3, H).unbind(0)
     a_rows, f_rows, masks = A.unbind(0), F.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = graphed and fused.usable(D, dh0, dc, P, A, F)
+    fuse = fuse and graphed and fused.usable(D, dh0, dc, P, A, F)
     for t in _order(T, not reverse):
         dh = rows[t]
         if fuse:  # the arithmetic around the product in one kernel
@@ -453,13 +461,14 @@ def gru_forward(
         changed=(0,) if keep_for_backward else (),
         reverse=reverse,
         mm=mm,
+        fuse=fused.fused_steps(),
     )
     if keep_for_backward:
         return S, h, (gates, HN)
     return S, h
 
 
-def _gru_loop(gates, P_rz, P_n, b_hn, h0, mask, S, HN, *, graphed, reverse, mm):
+def _gru_loop(gates, P_rz, P_n, b_hn, h0, mask, S, HN, *, graphed, reverse, mm, fuse):
     """The recurrence: gates (input side) become r, z, n in place, states go into S, and
     `U_n h + b_hn` of every step into HN when given (for backward)."""
     T, B, H = S.shape
@@ -469,7 +478,7 @@ def _gru_loop(gates, P_rz, P_n, b_hn, h0, mask, S, HN, *, graphed, reverse, mm):
     rz_rows, n_rows = gates[..., : 2 * H].unbind(0), gates[..., 2 * H :].unbind(0)
     r_rows, z_rows = gates[..., :H].unbind(0), gates[..., H : 2 * H].unbind(0)
     hn_rows, s_rows, masks = HN.unbind(0), S.unbind(0), _mask_rows(mask, T, graphed)
-    fuse = graphed and fused.usable(gates, h0, S, HN)
+    fuse = fuse and graphed and fused.usable(gates, h0, S, HN)
     h = h0
     for t in _order(T, reverse):
         if fuse:  # the products, then the arithmetic in one kernel
@@ -528,7 +537,12 @@ class GRUBPTT(Function):
         mm = ctx.mm
         PU = mm.prepare(U.t(), B)  # for delta U
         graphs.run(
-            _gru_back_loop, (D, dh0, Q, Z, PU), changed=(0, 1, 2), reverse=ctx.reverse, mm=mm
+            _gru_back_loop,
+            (D, dh0, Q, Z, PU),
+            changed=(0, 1, 2),
+            reverse=ctx.reverse,
+            mm=mm,
+            fuse=fused.fused_steps(),
         )
         needs = ctx.needs_input_grad
         dU = _recurrent_grad(Q, S, h0, ctx.reverse) if needs[3] else None
@@ -540,13 +554,13 @@ class GRUBPTT(Function):
         return dx, dW, db, dU, db_hn, dh0, None, None
 
 
-def _gru_back_loop(D, dh0, Q, Z, PU, *, graphed, reverse, mm):
+def _gru_back_loop(D, dh0, Q, Z, PU, *, graphed, reverse, mm, fuse):
     """Back through time. Q[t] is read once, at step t, so dL/d(U h + b_hn) overwrites it
     in place; D's rows collect the error at each state."""
     T, B, H = D.shape
     rows, nxt = _chain(D, dh0, reverse)
     q_rows, q3_rows, z_rows = Q.unbind(0), Q.view(T, B, 3, H).unbind(0), Z.unbind(0)
-    fuse = graphed and fused.usable(D, dh0, Q, Z)
+    fuse = fuse and graphed and fused.usable(D, dh0, Q, Z)
     for t in _order(T, not reverse):
         dh = rows[t]
         if fuse:

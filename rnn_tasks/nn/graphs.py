@@ -27,11 +27,15 @@ then replayed: the GPU runs the recorded kernels back to back, without Python in
   lengths met first (the common ones, in a shuffled epoch) get the graphs; padding batches
   to a few lengths (the mask makes padding exact) gives every batch one.
 
-Graphs are on by default on CUDA and never used elsewhere (CPUs have no launch overhead to
-save): `set_cuda_graphs(False)`, `RNN_TASKS_CUDA_GRAPHS=0` or `cuda_graphs=false` in a
-training config turns them off. The results are those of the eager loop: the same kernels
-on the same numbers (tests/test_nn_graphs.py, and against cuDNN in
-tests/test_nn_torch_equivalence.py).
+Each graph keeps its buffers (a layer's inputs and outputs) and a memory pool of its own
+until `clear()`. Graphs are on by default on CUDA and never used elsewhere (CPUs have no
+launch overhead to save): `set_cuda_graphs(False)` or `RNN_TASKS_CUDA_GRAPHS=0` turns them
+off; a training config's `cuda_graphs` key decides for its run (the task files: on for the
+LM, whose windows repeat one shape; off for tagging and classification). A replay runs the
+kernels the loop launched while recording: the eager loop's results, except that a graphed
+LSTM or GRU loop does its gate arithmetic in the kernels of `rnn_tasks.nn.fused` (float32
+rounding apart). Tested in tests/test_nn_graphs.py, and against cuDNN in
+tests/test_nn_torch_equivalence.py.
 """
 
 from __future__ import annotations
@@ -132,10 +136,10 @@ def _key(fn, inputs, outputs, options) -> tuple:
 
 
 def _buffer(t: Tensor | None) -> Tensor | None:
-    """An uninitialised tensor like `t`, strides included (so views keep their layout)."""
-    if t is None:
-        return None
-    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    """An uninitialised tensor like `t`: its strides where its memory is dense without
+    overlaps (a batch-first layout stays batch-first), else contiguous (an expanded state,
+    a slice of a wider tensor)."""
+    return None if t is None else torch.empty_like(t)
 
 
 class _Graph:
@@ -167,7 +171,7 @@ class _Graph:
 
 
 def _record(run: Callable[[], tuple]) -> tuple[Callable[[], None], tuple]:
-    """Capture `run` as a CUDA graph: returns (replay, what `run` returned while recording,
+    """Capture `run` as a CUDA graph: returns (replay, what `run` returned while recording:
     the tensors each replay writes)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
